@@ -1,0 +1,135 @@
+"""Lockgate's exception tree.
+
+Every error that can reach a client is a ``LockgateError`` and carries its own
+HTTP status and OpenAI-style ``type``/``code``/``param``; ``server/http.py``
+turns it into the error envelope in one place.
+
+    LockgateError                       500 api_error
+    ├── BadRequest                      400 invalid_request_error
+    │   ├── InvalidJSON                 400 invalid_request_error / invalid_json
+    │   ├── UnsupportedParameter        400 invalid_request_error / unsupported_parameter
+    │   └── BodyTooLarge                413 invalid_request_error / request_too_large
+    ├── AuthenticationFailed            401 authentication_error / invalid_api_key
+    ├── NotFound                        404 invalid_request_error
+    │   └── ModelNotFound               404 invalid_request_error / model_not_found
+    ├── MethodNotAllowed                405 invalid_request_error / method_not_allowed
+    └── UpstreamError                   502 upstream_error       (carries the last upstream status)
+        ├── UpstreamUnreachable         502 upstream_error / upstream_unreachable
+        ├── UpstreamTimeout             504 timeout_error / upstream_timeout  (also an asyncio.TimeoutError)
+        └── UpstreamProtocolError       502 upstream_error / upstream_bad_response
+
+Third-party errors (aiohttp, orjson) are translated at the boundary where they
+happen (``gateway/attempts.py``, ``server/http.py``), never by matching strings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class LockgateError(Exception):
+    status = 500
+    type = "api_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def to_dict(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "code": self.code, "param": self.param}}
+
+
+class BadRequest(LockgateError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class InvalidJSON(BadRequest):
+    code = "invalid_json"
+
+
+class UnsupportedParameter(BadRequest):
+    """A parameter the target provider cannot honour and that must not be dropped silently."""
+
+    code = "unsupported_parameter"
+
+
+class BodyTooLarge(BadRequest):
+    status = 413
+    code = "request_too_large"
+
+
+class AuthenticationFailed(LockgateError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class NotFound(LockgateError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class MethodNotAllowed(LockgateError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class UpstreamError(LockgateError):
+    """The provider answered with an error, or could not be used, after every attempt.
+
+    ``upstream_status`` is the provider's own status when it answered; the gateway
+    answers 502 unless the provider's status is a client error the caller caused
+    (4xx other than 408/429), which is passed through unchanged.
+    """
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+    # The provider's Retry-After, passed on to the client with a 429.
+    retry_after: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        upstream_status: int | None = None,
+        provider: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        type: str | None = None,
+    ) -> None:
+        super().__init__(message, param=param, code=code)
+        self.upstream_status = upstream_status
+        self.provider = provider
+        if type is not None:
+            self.type = type
+        if upstream_status is not None and 400 <= upstream_status < 500 and upstream_status not in (408, 429):
+            self.status = upstream_status
+        elif upstream_status == 429:
+            self.status = 429
+            self.type = type or "rate_limit_error"
+
+
+class UpstreamUnreachable(UpstreamError):
+    code = "upstream_unreachable"
+
+
+class UpstreamTimeout(UpstreamError, asyncio.TimeoutError):
+    status = 504
+    type = "timeout_error"
+    code = "upstream_timeout"
+
+
+class UpstreamProtocolError(UpstreamError):
+    code = "upstream_bad_response"

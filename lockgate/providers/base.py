@@ -1,0 +1,176 @@
+"""The provider protocol and registry.
+
+A provider is pure translation between Lockgate's canonical format (the OpenAI
+chat/completions/embeddings wire format, as dicts) and one provider's wire
+format. It never does I/O and never imports from ``gateway/``: it builds an
+``UpstreamRequest`` and parses bytes or decoded SSE events back. The HTTP call,
+retries and streaming live in ``gateway/``.
+
+Invariants:
+- ``build_request`` never mutates the caller's ``Body``; it works on a copy.
+- Parsed responses and stream chunks are canonical OpenAI shapes, with usage in
+  OpenAI's form (``prompt_tokens`` includes cached tokens; cached reads are in
+  ``prompt_tokens_details.cached_tokens``, cache writes in
+  ``prompt_tokens_details.cache_creation_tokens``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from lockgate.errors import UpstreamError
+
+# Canonical endpoints: what a provider can be asked to do.
+CHAT = "chat"
+COMPLETIONS = "completions"
+EMBEDDINGS = "embeddings"
+# The Anthropic Messages wire format, served natively by Anthropic-dialect providers.
+MESSAGES = "messages"
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A named provider credential (an "integration"), resolved from config."""
+
+    name: str
+    provider: str
+    base_url: str
+    api_key: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    method: str = "POST"
+    # Parameters the provider could not express and dropped by its documented rule;
+    # surfaced to the client in ``x-lockgate-dropped-params``.
+    dropped_params: list[str] = field(default_factory=list)
+
+
+class Body:
+    """A JSON request body that remembers the client's bytes while it is unchanged.
+
+    Forwarding the original bytes saves a re-serialisation on same-dialect routes.
+    """
+
+    __slots__ = ("data", "raw")
+
+    def __init__(self, data: dict[str, Any], raw: bytes | None = None) -> None:
+        self.data = data
+        self.raw = raw
+
+    def set(self, key: str, value: Any) -> None:
+        if key not in self.data or self.data[key] != value:
+            self.data[key] = value
+            self.raw = None
+
+    def pop(self, key: str) -> Any:
+        if key in self.data:
+            self.raw = None
+            return self.data.pop(key)
+        return None
+
+    def copy(self) -> Body:
+        return Body(dict(self.data), self.raw)
+
+    def encode(self) -> bytes:
+        return self.raw if self.raw is not None else orjson.dumps(self.data)
+
+
+class StreamTranslator(Protocol):
+    """Turns one provider's decoded SSE events into canonical chat chunks."""
+
+    usage: dict[str, Any] | None
+
+    def feed(self, event: str | None, data: dict[str, Any]) -> list[dict[str, Any]]:
+        """One SSE event (its ``event:`` name and parsed ``data:`` JSON) -> zero or more chunks."""
+        ...
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Chunks still owed once the upstream stream ended normally."""
+        ...
+
+
+class Provider(Protocol):
+    name: str
+    # Wire family the provider speaks natively: "openai" or "anthropic". Same-dialect
+    # traffic is forwarded without translation.
+    dialect: str
+    default_base_url: str
+    endpoints: frozenset[str]
+
+    def build_request(self, endpoint: str, body: Body, cred: Credential) -> UpstreamRequest:
+        """Canonical body (``model`` already the upstream model) -> the provider's request."""
+        ...
+
+    def parse_response(self, endpoint: str, raw: bytes) -> dict[str, Any]:
+        """The provider's success body -> the canonical response dict."""
+        ...
+
+    def parse_error(self, status: int, raw: bytes) -> UpstreamError:
+        """The provider's error body -> an UpstreamError with its message and type."""
+        ...
+
+    def stream_translator(self, endpoint: str, model: str) -> StreamTranslator:
+        """A fresh translator for one streamed response."""
+        ...
+
+
+_REGISTRY: dict[str, Provider] = {}
+_builtin_loaded = False
+
+
+def register(provider: Provider) -> Provider:
+    _REGISTRY[provider.name] = provider
+    return provider
+
+
+def get_provider(name: str) -> Provider | None:
+    if not _builtin_loaded:
+        _load_builtin()
+    return _REGISTRY.get(name)
+
+
+def provider_names() -> list[str]:
+    if not _builtin_loaded:
+        _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def _load_builtin() -> None:
+    # Imported for their register() side effect, on first lookup rather than at import
+    # time, so this module stays importable by the providers themselves.
+    global _builtin_loaded
+    from lockgate.providers import anthropic, openai_compat  # noqa: F401
+
+    _builtin_loaded = True
+
+
+def error_message_from_json(raw: bytes) -> tuple[str | None, str | None, str | None]:
+    """(message, type, code) from an OpenAI- or Anthropic-shaped error body, if it is one."""
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None, None, None
+    if not isinstance(payload, dict):
+        return None, None, None
+    err = payload.get("error")
+    if isinstance(err, dict):
+        message = err.get("message")
+        code = err.get("code")
+        return (
+            message if isinstance(message, str) else None,
+            err.get("type") if isinstance(err.get("type"), str) else None,
+            str(code) if code is not None else None,
+        )
+    if isinstance(err, str):
+        return err, None, None
+    return None, None, None

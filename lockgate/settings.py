@@ -1,0 +1,47 @@
+"""Static settings: one object read from ``LOCKGATE_*`` environment variables.
+
+The CLI writes its flags into the environment before starting uvicorn, so every
+worker process builds the same Settings. Dynamic configuration (providers,
+aliases, later keys and policies) lives in the config snapshot, not here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    config: str | None = None
+    master_key: str | None = None
+    database_url: str = "sqlite:///.lockgate/lockgate.db"
+    max_body_bytes: int = 32 * 1024 * 1024
+    # Upstream timeouts in seconds: connect is short, a whole answer may be long.
+    connect_timeout: float = 10.0
+    request_timeout: float = 600.0
+    # Request-record writer: flush when this many are queued or this often.
+    log_batch_size: int = 500
+    log_flush_interval: float = 1.0
+    log_queue_size: int = 100_000
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get("LOCKGATE_" + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            kind = f.type if isinstance(f.type, str) else f.type.__name__
+            if kind.startswith("int"):
+                values[f.name] = int(raw)
+            elif kind.startswith("float"):
+                values[f.name] = float(raw)
+            else:
+                values[f.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
