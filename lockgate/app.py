@@ -1,0 +1,154 @@
+"""Builds the ASGI application and owns startup and shutdown.
+
+The data plane is a raw ASGI app: a dict from path to handler, resolved once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+from lockgate.catalog import Catalog, tokens
+from lockgate.config import FileConfig, credentials_from_env, credentials_from_file, load_file
+from lockgate.errors import LockgateError, MethodNotAllowed, NotFound
+from lockgate.gateway.attempts import UpstreamClient
+from lockgate.gateway.pipeline import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, Pipeline
+from lockgate.gateway.routing import RouteTable
+from lockgate.governance.auth import MasterKeyAuth
+from lockgate.server.http import Request, send_error, send_json
+from lockgate.server.types import Receive, Scope, Send
+from lockgate.settings import Settings
+from lockgate.store.db import Store
+from lockgate.telemetry.writer import RecordWriter
+
+log = logging.getLogger("lockgate")
+
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def build_routes(settings: Settings, catalog: Catalog) -> RouteTable:
+    file_config = load_file(settings.config) if settings.config else FileConfig()
+    by_name = {c.name: c for c in credentials_from_env()}
+    # The file's integrations win over environment defaults of the same name.
+    by_name.update({c.name: c for c in credentials_from_file(file_config)})
+    return RouteTable(by_name.values(), file_config.models, catalog)
+
+
+class Lockgate:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.catalog = Catalog.default()
+        self.routes = build_routes(settings, self.catalog)
+        self.store = Store(settings.database_url)
+        self.writer = RecordWriter(
+            self.store,
+            batch_size=settings.log_batch_size,
+            flush_interval=settings.log_flush_interval,
+            max_queued=settings.log_queue_size,
+        )
+        self.client = UpstreamClient(
+            connect_timeout=settings.connect_timeout, request_timeout=settings.request_timeout
+        )
+        self.auth = MasterKeyAuth(settings.master_key)
+        self.pipeline = Pipeline(
+            auth=self.auth,
+            routes=self.routes,
+            client=self.client,
+            writer=self.writer,
+            catalog=self.catalog,
+            max_body_bytes=settings.max_body_bytes,
+        )
+        self.ready = False
+        self._handlers: dict[str, tuple[str, Handler]] = {
+            "/v1/chat/completions": ("POST", partial(self.pipeline.handle, CHAT)),
+            "/v1/completions": ("POST", partial(self.pipeline.handle, COMPLETIONS)),
+            "/v1/embeddings": ("POST", partial(self.pipeline.handle, EMBEDDINGS)),
+            "/v1/messages": ("POST", partial(self.pipeline.handle, MESSAGES)),
+            "/v1/models": ("GET", self._models),
+            "/healthz": ("GET", self._healthz),
+            "/readyz": ("GET", self._readyz),
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        dialect = "anthropic" if path == "/v1/messages" else "openai"
+        entry = self._handlers.get(path.rstrip("/") or "/")
+        try:
+            if entry is None:
+                raise NotFound(f"Unknown path {path!r}.")
+            method, handler = entry
+            if scope["method"] != method:
+                raise MethodNotAllowed(f"{scope['method']} is not allowed on {path}; use {method}.")
+            await handler(scope, receive, send)
+        except LockgateError as exc:
+            await send_error(send, exc, dialect)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], path)
+            # If the response had already started, uvicorn refuses this and closes the connection.
+            with contextlib.suppress(RuntimeError):
+                await send_error(send, LockgateError("Internal error in Lockgate."), dialect)
+
+    async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.auth.authenticate(Request.from_scope(scope).headers)
+        data = [
+            {"id": model, "object": "model", "created": 0, "owned_by": owner}
+            for model, owner in self.routes.listed_models()
+        ]
+        await send_json(send, 200, {"object": "list", "data": data})
+
+    async def _healthz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(send, 200, {"status": "ok"})
+
+    async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        store_ok = await self.store.ping()
+        ready = self.ready and store_ok
+        body = {
+            "status": "ready" if ready else "not_ready",
+            "config": self.ready,
+            "store": store_ok,
+            "records_queued": self.writer.queued,
+            "records_dropped": self.writer.dropped,
+        }
+        await send_json(send, 200 if ready else 503, body)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        tokens.warm_up()  # no request pays for loading the encodings
+        await self.store.create_all()
+        await self.client.start()
+        self.writer.start()
+        self.ready = True
+
+    async def shutdown(self) -> None:
+        self.ready = False
+        await self.writer.close()
+        await self.client.close()
+        await self.store.close()
+
+
+def create_app(settings: Settings | None = None) -> Lockgate:
+    """uvicorn's factory: each worker builds its own app from the environment."""
+    return Lockgate(settings or Settings.from_env())

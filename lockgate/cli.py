@@ -1,0 +1,156 @@
+"""The ``lockgate`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Lockgate: the AI gateway and control plane."
+)
+logs_app = typer.Typer(no_args_is_help=True, help="Read request records.")
+app.add_typer(logs_app, name="logs")
+console = Console()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (one event loop each).")] = 1,
+    config: Annotated[str | None, typer.Option(help="Declarative config file (lockgate.yaml).")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """Start the gateway."""
+    import uvicorn
+
+    from lockgate.app import build_routes
+    from lockgate.catalog import Catalog
+    from lockgate.config import ConfigError
+    from lockgate.settings import Settings
+
+    # Flags go through the environment so every worker process builds the same Settings.
+    os.environ["LOCKGATE_HOST"], os.environ["LOCKGATE_PORT"] = host, str(port)
+    os.environ["LOCKGATE_WORKERS"] = str(workers)
+    if config:
+        os.environ["LOCKGATE_CONFIG"] = os.path.abspath(config)
+    settings = Settings.from_env()
+    try:
+        routes = build_routes(settings, Catalog.default())  # fail fast, with the field named
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    names = ", ".join(routes.aliases) or "none"
+    creds = ", ".join(f"@{c.name} ({c.provider})" for c in routes.credentials) or "none"
+    console.print(f"Lockgate listening on http://{host}:{port}  workers={workers}")
+    console.print(f"  providers: {creds}\n  model aliases: {names}")
+    if not settings.master_key:
+        console.print(
+            "  [yellow]no LOCKGATE_MASTER_KEY set: the gateway accepts requests without a key[/yellow]"
+        )
+    uvicorn.run(
+        "lockgate.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=log_level,
+        timeout_keep_alive=75,
+    )
+
+
+@app.command("mock-provider")
+def mock_provider(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 9090,
+    latency_ms: Annotated[float, typer.Option(help="Delay before every answer.")] = 0,
+) -> None:
+    """Start the mock LLM provider (OpenAI and Anthropic wire formats)."""
+    from lockgate.testing.mock_provider import run
+
+    run(host=host, port=port, latency_ms=latency_ms)
+
+
+@logs_app.command("tail")
+def logs_tail(
+    n: Annotated[int, typer.Option("-n", help="How many recent records.")] = 20,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new records.")] = False,
+    database_url: Annotated[str | None, typer.Option(help="Defaults to LOCKGATE_DATABASE_URL.")] = None,
+) -> None:
+    """Show the most recent request records."""
+    from lockgate.settings import Settings
+    from lockgate.store.db import Store
+
+    url = database_url or Settings.from_env().database_url
+
+    async def main() -> None:
+        store = Store(url)
+        try:
+            await store.create_all()
+            rows = await store.recent_request_records(n)
+            _print_rows(rows)
+            last = rows[-1]["created_at"] if rows else 0.0
+            while follow:
+                await asyncio.sleep(1.0)
+                rows = await store.recent_request_records(1000, after=last)
+                if rows:
+                    _print_rows(rows, header=False)
+                    last = rows[-1]["created_at"]
+        finally:
+            await store.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+
+
+def _print_rows(rows: list[dict[str, Any]], header: bool = True) -> None:
+    table = Table(show_header=header, box=None, pad_edge=False)
+    for column in (
+        "time",
+        "id",
+        "endpoint",
+        "model",
+        "provider",
+        "status",
+        "stream",
+        "tokens in/out",
+        "cost $",
+        "latency ms",
+        "usage",
+    ):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            time.strftime("%H:%M:%S", time.localtime(row["created_at"])),
+            row["id"][-12:],
+            row["endpoint"],
+            row["requested_model"] or "-",
+            row["provider"] or "-",
+            str(row["status"]),
+            "yes" if row["stream"] else "no",
+            f"{row['prompt_tokens'] or 0}/{row['completion_tokens'] or 0}",
+            f"{row['cost_usd']:.6f}" if row["cost_usd"] is not None else "-",
+            f"{row['latency_ms']:.1f}" if row["latency_ms"] is not None else "-",
+            row["usage_source"] or "-",
+        )
+    console.print(table)
+
+
+def main() -> None:
+    app(prog_name="lockgate")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""The store: one async engine, its tables, and the few queries the rest of Lockgate needs.
+
+SQLite by default (WAL, so the batched writer never blocks readers), PostgreSQL
+when ``LOCKGATE_DATABASE_URL`` is a ``postgresql://`` URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, insert, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from lockgate.store.tables import metadata, request_logs
+
+
+def async_url(url: str) -> str:
+    """Map a plain database URL onto the async driver Lockgate uses for it."""
+    parsed = make_url(url)
+    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed.render_as_string(hide_password=False)
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = async_url(url)
+        parsed = make_url(self.url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        if self.is_sqlite and parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: AsyncEngine = create_async_engine(self.url)
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    async def create_all(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    async def insert_request_records(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(request_logs), list(rows))
+
+    async def recent_request_records(
+        self, limit: int = 20, after: float | None = None
+    ) -> list[dict[str, Any]]:
+        query = select(request_logs).order_by(request_logs.c.created_at.desc()).limit(limit)
+        if after is not None:
+            query = query.where(request_logs.c.created_at > after)
+        async with self.engine.connect() as conn:
+            result = await conn.execute(query)
+            rows = [dict(row._mapping) for row in result]
+        rows.reverse()
+        return rows
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    # Several worker processes may flush at once: wait rather than fail.
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

@@ -1,0 +1,57 @@
+"""The request record: one per request, streamed or not, built as the request runs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    target: str
+    status: int | None
+    latency_ms: float
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    id: str
+    created_at: float
+    endpoint: str
+    stream: bool = False
+    key_id: str | None = None
+    requested_model: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    status: int = 0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cost_usd: float | None = None
+    # "reported" by the provider, "estimated" by local counting, None when no call was made.
+    usage_source: str | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    attempt_log: list[AttemptRecord] = field(default_factory=list)
+    error_type: str | None = None
+    error_message: str | None = None
+    metadata: dict[str, str] | None = None
+
+    def set_usage(self, usage: dict[str, Any], source: str) -> None:
+        def as_int(value: Any) -> int | None:
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+        self.prompt_tokens = as_int(usage.get("prompt_tokens"))
+        self.completion_tokens = as_int(usage.get("completion_tokens"))
+        details = usage.get("prompt_tokens_details")
+        self.cached_tokens = as_int(details.get("cached_tokens")) if isinstance(details, dict) else None
+        details = usage.get("completion_tokens_details")
+        self.reasoning_tokens = as_int(details.get("reasoning_tokens")) if isinstance(details, dict) else None
+        self.usage_source = source
+
+    def to_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["attempts"] = len(self.attempt_log)
+        return row
