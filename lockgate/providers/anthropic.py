@@ -67,9 +67,11 @@ Messages -> chat (responses and streams)
   tokens in ``completion_tokens_details.reasoning_tokens`` when reported.
 - Streams: message_start -> a role chunk; tool_use start -> a tool-call chunk (id, name,
   ``arguments: ""``) with a running tool index; text/input_json/thinking deltas -> content /
-  arguments / ``reasoning_content`` chunks; message_delta -> the finish_reason chunk;
-  message_stop -> a usage-only chunk (``choices: []``) which the gateway may withhold;
-  ``error`` events raise ``UpstreamError``.
+  arguments / ``reasoning_content`` chunks (a tool that streamed no arguments gets ``"{}"``
+  when its block stops, as chat clients parse arguments as JSON); message_delta -> the
+  finish_reason chunk; message_stop -> a usage-only chunk (``choices: []``) which the
+  gateway may withhold; ``error`` events raise ``UpstreamError``. Signatures, citations
+  and server-tool blocks are not streamed to chat clients.
 - Errors: Anthropic error types map to OpenAI types (api_error and overloaded_error ->
   api_error, billing_error -> insufficient_quota); the Anthropic type is kept as ``code``.
 

@@ -38,6 +38,7 @@ class MessagesStreamToChat:
         self._raw_usage: dict[str, Any] = {}
         # Anthropic content block index -> chat tool call index, for tool_use blocks only.
         self._tool_index: dict[int, int] = {}
+        self._tool_args_seen: set[int] = set()
         self._usage_sent = False
 
     def feed(self, event: str | None, data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -56,6 +57,8 @@ class MessagesStreamToChat:
             self._update_usage(data.get("usage"))
             reason = finish_reason((data.get("delta") or {}).get("stop_reason"))
             return [self._chunk({}, reason)] if reason else []
+        if kind == "content_block_stop":
+            return self._block_stop(data.get("index", 0))
         if kind == "message_stop":
             return self._usage_chunk()
         if kind == "error":
@@ -67,7 +70,7 @@ class MessagesStreamToChat:
                 type=ERROR_TYPES.get(anthropic_type, "api_error"),
                 code=anthropic_type,
             )
-        return []  # ping, content_block_stop and future event types carry nothing for chat
+        return []  # ping and future event types carry nothing for chat
 
     def finish(self) -> list[dict[str, Any]]:
         # A stream that ended without message_stop still owes its usage if any was seen.
@@ -99,11 +102,20 @@ class MessagesStreamToChat:
             partial = delta.get("partial_json")
             if index not in self._tool_index or not partial:
                 return []
+            self._tool_args_seen.add(index)
             call = {"index": self._tool_index[index], "function": {"arguments": partial}}
             return [self._chunk({"tool_calls": [call]})]
         if kind == "thinking_delta":
             return [self._chunk({"reasoning_content": delta.get("thinking", "")})]
         return []  # signature_delta, citations_delta
+
+    def _block_stop(self, index: int) -> list[dict[str, Any]]:
+        if index not in self._tool_index or index in self._tool_args_seen:
+            return []
+        # A tool without arguments streams no input_json_delta, but chat clients parse
+        # the accumulated arguments as JSON and "" is not JSON.
+        call = {"index": self._tool_index[index], "function": {"arguments": "{}"}}
+        return [self._chunk({"tool_calls": [call]})]
 
     def _update_usage(self, usage: dict[str, Any] | None) -> None:
         if not usage:

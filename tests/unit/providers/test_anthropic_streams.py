@@ -202,6 +202,31 @@ def test_anthropic_stream_ignores_server_tool_blocks() -> None:
     ]
 
 
+def test_anthropic_tool_without_arguments_gets_empty_object() -> None:
+    start = {"type": "tool_use", "id": "toolu_1", "name": "get_time", "input": {}}
+    events: list[SSEEvent] = [
+        message_start(),
+        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": start}),
+        (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "input_json_delta", "partial_json": ""},
+            },
+        ),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        (
+            "message_delta",
+            {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 3}},
+        ),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    completion = openai_sdk_final_completion(chunks_to_sse(translate_anthropic(events)))
+    calls = completion.choices[0].message.tool_calls or []
+    assert [(c.id, c.function.name, c.function.arguments) for c in calls] == [("toolu_1", "get_time", "{}")]
+
+
 def test_anthropic_stream_usage_updates_are_cumulative() -> None:
     translator = MessagesStreamToChat("m")
     translator.feed(*message_start({"input_tokens": 5, "cache_read_input_tokens": 100, "output_tokens": 1}))
