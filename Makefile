@@ -40,6 +40,7 @@ lint: install
 	$(BIN)/ruff format --check lockgate tests bench
 
 test: install
+	bash scripts/test-deps.sh
 	$(BIN)/ruff check lockgate tests bench
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 

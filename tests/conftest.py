@@ -34,3 +34,21 @@ def keyed_gateway(
         tmp_path_factory.mktemp("gwk"), demo_config(mock.url), master_key="lg-test-master"
     ) as gw:
         yield gw
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A private Redis server for the whole session."""
+    from tests.services import redis_server
+
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A private PostgreSQL server (and database) for the whole session."""
+    from tests.services import postgres_server
+
+    with postgres_server() as url:
+        yield url
