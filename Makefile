@@ -36,12 +36,12 @@ run: install
 	fi
 
 lint: install
-	$(BIN)/ruff check lockgate tests bench
-	$(BIN)/ruff format --check lockgate tests bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: install
 	bash scripts/test-deps.sh
-	$(BIN)/ruff check lockgate tests bench
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: install
