@@ -10,7 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
 
-from lockgate.catalog import Catalog, tokens
+from lockgate.catalog import Catalog
 from lockgate.config import FileConfig, credentials_from_env, credentials_from_file, load_file
 from lockgate.errors import LockgateError, MethodNotAllowed, NotFound
 from lockgate.gateway.attempts import UpstreamClient
@@ -136,7 +136,6 @@ class Lockgate:
                 return
 
     async def startup(self) -> None:
-        tokens.warm_up()  # no request pays for loading the encodings
         await self.store.create_all()
         await self.client.start()
         self.writer.start()

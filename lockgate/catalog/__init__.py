@@ -32,6 +32,7 @@ __all__ = [
     "count_chat_prompt",
     "count_text",
     "encoding_name_for",
+    "ensure_loaded",
     "get_encoding",
     "load_models",
     "max_cost",

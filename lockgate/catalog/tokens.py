@@ -2,7 +2,10 @@
 
 Counts use OpenAI's BPE encodings through ``bpe_openai``, which ships the encoding
 files inside the wheel: nothing is ever downloaded. Encodings load lazily, once per
-process; ``warm_up()`` loads them at server start so no request pays for it.
+process, and are big in memory (o200k is ~130 MB resident), so the gateway does not
+load them at start: most providers report usage and never need them. Async callers
+``await ensure_loaded(model)`` first, which loads in a thread (~50 ms, once) instead
+of blocking the event loop.
 
 Which encoding:
 - ``cl100k_base`` for gpt-3.5, gpt-4 (not 4o/4.1/4.5), davinci-002/babbage-002 and
@@ -23,6 +26,7 @@ unexpected types count as 0 tokens.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import warnings
 from collections.abc import Callable
@@ -75,9 +79,20 @@ def encoding_name_for(model: str | None) -> str:
 
 
 def warm_up() -> None:
-    """Load both encodings now (call at server start)."""
+    """Load both encodings now (for tools that count a lot; the gateway loads on demand)."""
     for name in (O200K, CL100K):
         _counter(name)
+
+
+def is_loaded(model: str | None = None) -> bool:
+    return encoding_name_for(model) in _counters
+
+
+async def ensure_loaded(model: str | None = None) -> None:
+    """Load ``model``'s encoding off the event loop, if it is not loaded yet."""
+    name = encoding_name_for(model)
+    if name not in _counters:
+        await asyncio.to_thread(_counter, name)
 
 
 def count_text(text: str, model: str | None = None) -> int:

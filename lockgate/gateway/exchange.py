@@ -99,14 +99,22 @@ class Exchange:
         data = self.body.data
         model = data.get("model")
         if self.endpoint.canonical == CHAT:
-            chat = self.chat_form() if self.endpoint.dialect == ANTHROPIC else data
+            chat = data
+            if self.endpoint.dialect == ANTHROPIC:
+                try:
+                    chat = self.chat_form()
+                except BadRequest:
+                    # Native Anthropic traffic may hold blocks chat cannot express; count their JSON.
+                    return tokens.count_text(orjson.dumps(data.get("messages")).decode(), model)
             return tokens.count_chat_prompt(chat.get("messages") or [], model, chat.get("tools"))
         text = data.get("prompt") if self.endpoint.canonical == "completions" else data.get("input")
         return _count_token_input(text, model)
 
-    def estimate_usage(
+    async def estimate_usage(
         self, response_text: str, tool_calls: list[dict[str, Any]] | None = None
     ) -> dict[str, int]:
+        """Usage counted locally (the encodings load on first need, off the event loop)."""
+        await tokens.ensure_loaded(self.body.data.get("model"))
         prompt = self.estimate_prompt_tokens()
         completion = (
             tokens.count_chat_completion(response_text, tool_calls, self.body.data.get("model"))

@@ -125,7 +125,7 @@ class Pipeline:
     ) -> None:
         body, usage = exchange.translate_response(target, raw)
         if usage is None:
-            usage = exchange.estimate_usage(*_generated(exchange, target, raw))
+            usage = await exchange.estimate_usage(*_generated(exchange, target, raw))
             source = "estimated"
         else:
             source = "reported"
@@ -171,7 +171,9 @@ class Pipeline:
             self._settle(record, target, result.usage, "reported")
         else:
             # No usage (provider gave none, or the stream broke): count what was generated.
-            self._settle(record, target, exchange.estimate_usage(result.text, result.tool_calls), "estimated")
+            self._settle(
+                record, target, await exchange.estimate_usage(result.text, result.tool_calls), "estimated"
+            )
         if result.error is not None:
             err = result.error
             record.status, record.error_type, record.error_message = err.status, err.type, err.message
