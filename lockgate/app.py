@@ -136,7 +136,7 @@ class Lockgate:
                 return
 
     async def startup(self) -> None:
-        await self.store.create_all()
+        await self.store.migrate()
         await self.client.start()
         self.writer.start()
         self.ready = True

@@ -98,7 +98,7 @@ def logs_tail(
     async def main() -> None:
         store = Store(url)
         try:
-            await store.create_all()
+            await store.migrate()
             rows = await store.recent_request_records(n)
             _print_rows(rows)
             last = rows[-1]["created_at"] if rows else 0.0

@@ -10,9 +10,11 @@ turns it into the error envelope in one place.
     │   ├── UnsupportedParameter        400 invalid_request_error / unsupported_parameter
     │   └── BodyTooLarge                413 invalid_request_error / request_too_large
     ├── AuthenticationFailed            401 authentication_error / invalid_api_key
+    ├── PermissionDenied                403 permission_error / permission_denied
     ├── NotFound                        404 invalid_request_error
     │   └── ModelNotFound               404 invalid_request_error / model_not_found
     ├── MethodNotAllowed                405 invalid_request_error / method_not_allowed
+    ├── Conflict                        409 invalid_request_error / conflict
     └── UpstreamError                   502 upstream_error       (carries the last upstream status)
         ├── UpstreamUnreachable         502 upstream_error / upstream_unreachable
         ├── UpstreamTimeout             504 timeout_error / upstream_timeout  (also an asyncio.TimeoutError)
@@ -67,6 +69,22 @@ class AuthenticationFailed(LockgateError):
     status = 401
     type = "authentication_error"
     code = "invalid_api_key"
+
+
+class PermissionDenied(LockgateError):
+    """Authenticated, but not allowed: a model outside the key's list, another workspace's object."""
+
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class Conflict(LockgateError):
+    """The change clashes with stored state: a taken name, or a stale ``If-Match`` version."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
 
 
 class NotFound(LockgateError):

@@ -14,7 +14,8 @@ from sqlalchemy import event, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from lockgate.store.tables import metadata, request_logs
+from lockgate.store import migrate
+from lockgate.store.tables import request_logs
 
 
 def async_url(url: str) -> str:
@@ -32,15 +33,32 @@ class Store:
         self.url = async_url(url)
         parsed = make_url(self.url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self.sqlite_path: str | None = None
         if self.is_sqlite and parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self.sqlite_path = parsed.database
         self.engine: AsyncEngine = create_async_engine(self.url)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
-    async def create_all(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+    @property
+    def data_dir(self) -> Path | None:
+        """Where a SQLite database lives; local files that belong with it go there too."""
+        return Path(self.sqlite_path).parent if self.sqlite_path else None
+
+    async def migrate(self, *, lock: bool = True) -> None:
+        """Bring the schema to the newest migration (a no-op when it is there).
+
+        ``lock=False`` when the caller already holds ``startup_lock`` (it is not re-entrant).
+        """
+        if not lock:
+            await migrate.upgrade(self.engine)
+            return
+        async with self.startup_lock():
+            await migrate.upgrade(self.engine)
+
+    def startup_lock(self) -> Any:
+        return migrate.startup_lock(self.engine, self.sqlite_path)
 
     async def ping(self) -> bool:
         try:

@@ -1,8 +1,31 @@
-"""SQLAlchemy Core tables. ``store/`` is the only package that speaks SQL."""
+"""SQLAlchemy Core tables. ``store/`` is the only package that speaks SQL.
+
+The schema itself is owned by the Alembic migrations in ``migrations/versions``;
+these definitions are what queries are written against and must match them
+(``tests/unit/store/test_migrations.py`` checks that they do).
+
+Control-plane rows carry ``version`` (bumped on every update, for optimistic
+concurrency) and ``source`` ("api" or "file": who manages the row, so a
+declarative apply prunes only what the file created).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 metadata = MetaData()
 
@@ -15,6 +38,7 @@ request_logs = Table(
     Column("created_at", Float, nullable=False),
     Column("endpoint", String(32), nullable=False),
     Column("key_id", String(64)),
+    Column("workspace_id", String(40)),
     Column("requested_model", String(200)),
     Column("provider", String(100)),
     Column("model", String(200)),
@@ -35,3 +59,151 @@ request_logs = Table(
     Column("metadata", JSON),
     Index("ix_request_logs_created_at", "created_at"),
 )
+
+
+def _tracked() -> list[Column]:
+    """Columns every control-plane object has."""
+    return [
+        Column("version", Integer, nullable=False, server_default="1"),
+        Column("source", String(8), nullable=False, server_default="api"),
+        Column("created_at", Float, nullable=False),
+        Column("updated_at", Float, nullable=False),
+    ]
+
+
+# A single row: the config version every worker polls, and the head of the audit chain.
+# Every admin change updates it first, which also serialises admin writes.
+config_state = Table(
+    "config_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("audit_head", String(64), nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", String(40), ForeignKey("organizations.id"), nullable=False),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("metadata", JSON, nullable=False),
+    *_tracked(),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("workspace_id", String(40), ForeignKey("workspaces.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("key_hint", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("expires_at", Float),
+    Column("allowed_models", JSON),
+    Column("metadata", JSON, nullable=False),
+    Column("rotated_at", Float),
+    Column("revoked_at", Float),
+    *_tracked(),
+    UniqueConstraint("workspace_id", "name", name="uq_api_keys_workspace_name"),
+)
+
+integrations = Table(
+    "integrations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("provider", String(64), nullable=False),
+    Column("base_url", String(500)),
+    # Fernet token of the provider secret; never the secret itself.
+    Column("secret_ciphertext", Text),
+    Column("secret_hint", String(32)),
+    Column("headers", JSON, nullable=False),
+    Column("options", JSON, nullable=False),
+    Column("workspace_ids", JSON),  # null: every workspace may use it
+    Column("allowed_models", JSON),  # null: any model
+    *_tracked(),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("alias", String(200), nullable=False),
+    Column("workspace_id", String(40), ForeignKey("workspaces.id")),  # null: every workspace
+    Column("targets", JSON),
+    Column("config_id", String(100)),
+    *_tracked(),
+    UniqueConstraint("alias", "workspace_id", name="uq_model_aliases_alias_workspace"),
+)
+
+route_configs = Table(
+    "route_configs",
+    metadata,
+    Column("id", String(100), primary_key=True),
+    Column("workspace_id", String(40), ForeignKey("workspaces.id")),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("config", JSON, nullable=False),
+    *_tracked(),
+)
+
+admin_users = Table(
+    "admin_users",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("email", String(320)),
+    # [{"workspace_id": null | "ws_…", "role": "owner" | "admin" | "member" | "viewer"}]
+    Column("roles", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    *_tracked(),
+)
+
+admin_keys = Table(
+    "admin_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", String(40), ForeignKey("admin_users.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("key_hint", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("expires_at", Float),
+    Column("revoked_at", Float),
+    *_tracked(),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("config_version", BigInteger, nullable=False),
+    Column("actor_id", String(40), nullable=False),
+    Column("actor_name", String(200), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("object_type", String(40), nullable=False),
+    Column("object_id", String(100), nullable=False),
+    Column("workspace_id", String(40)),
+    Column("before", JSON),
+    Column("after", JSON),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_log_at", "at"),
+    Index("ix_audit_log_object", "object_type", "object_id"),
+)
+
+DEFAULT_ORG_ID = "org_default"
+DEFAULT_WORKSPACE_ID = "ws_default"
+GENESIS_HASH = "0" * 64

@@ -12,7 +12,7 @@ def record(i: int) -> RequestRecord:
 
 async def test_batches_and_flush_on_close(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    await store.create_all()
+    await store.migrate()
     writer = RecordWriter(store, batch_size=10, flush_interval=60, max_queued=1000)
     writer.start()
     for i in range(5):
@@ -36,7 +36,7 @@ async def test_batches_and_flush_on_close(tmp_path: Path) -> None:
 
 async def test_bounded_queue_counts_drops(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    await store.create_all()
+    await store.migrate()
     writer = RecordWriter(store, batch_size=100, flush_interval=60, max_queued=3)
     for i in range(5):
         writer.put(record(i))
@@ -51,7 +51,7 @@ async def test_failed_flush_keeps_records(tmp_path: Path) -> None:
     writer.put(record(1))
     await writer.flush()
     assert writer.failed_flushes == 1 and writer.queued == 1
-    await store.create_all()
+    await store.migrate()
     await writer.flush()
     assert writer.written == 1 and writer.queued == 0
     await store.close()
