@@ -29,7 +29,7 @@ run: install
 	  for i in $$(seq 50); do curl -s -o /dev/null http://127.0.0.1:$(MOCK_PORT)/v1/models -H 'authorization: Bearer x' && break; sleep 0.1; done; \
 	  echo; echo "Try:  curl http://$(HOST):$(PORT)/v1/chat/completions -H 'content-type: application/json' \\"; \
 	  echo "        -d '{\"model\": \"gpt-4o-mini\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'"; echo; \
-	  LOCKGATE_MOCK_URL=http://127.0.0.1:$(MOCK_PORT) $(BIN)/lockgate serve --host $(HOST) --port $(PORT) --config examples/demo.yaml; \
+	  LOCKGATE_MOCK_URL=http://127.0.0.1:$(MOCK_PORT) $(BIN)/lockgate serve --host $(HOST) --port $(PORT) --config examples/demo.yaml --demo; \
 	else \
 	  echo "Try:  curl http://$(HOST):$(PORT)/v1/chat/completions -H \"authorization: Bearer \$$LOCKGATE_MASTER_KEY\" -H 'content-type: application/json' -d '{\"model\": \"gpt-4o-mini\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'"; \
 	  $(BIN)/lockgate serve --host $(HOST) --port $(PORT) $(if $(CONFIG),--config $(CONFIG),$(if $(wildcard lockgate.yaml),--config lockgate.yaml,)); \

@@ -10,16 +10,22 @@ import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
 
+from lockgate.admin.declarative import ApplyResult, apply_config
+from lockgate.admin.snapshot import Snapshot, build_snapshot
+from lockgate.admin.snapshot_loader import SnapshotLoader
 from lockgate.catalog import Catalog
-from lockgate.config import FileConfig, credentials_from_env, credentials_from_file, load_file
+from lockgate.config import FileConfig, credentials_from_env, load_file
 from lockgate.errors import LockgateError, MethodNotAllowed, NotFound
 from lockgate.gateway.attempts import UpstreamClient
 from lockgate.gateway.pipeline import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, Pipeline
-from lockgate.gateway.routing import RouteTable
-from lockgate.governance.auth import MasterKeyAuth
+from lockgate.governance.auth import Authenticator
+from lockgate.governance.policy import matches
+from lockgate.governance.secrets import load_secret_box
 from lockgate.server.http import Request, send_error, send_json
 from lockgate.server.types import Receive, Scope, Send
 from lockgate.settings import Settings
+from lockgate.state.notify import ConfigNotifier
+from lockgate.store.control import ControlState, ControlStore
 from lockgate.store.db import Store
 from lockgate.telemetry.writer import RecordWriter
 
@@ -28,20 +34,44 @@ log = logging.getLogger("lockgate")
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def build_routes(settings: Settings, catalog: Catalog) -> RouteTable:
-    file_config = load_file(settings.config) if settings.config else FileConfig()
-    by_name = {c.name: c for c in credentials_from_env()}
-    # The file's integrations win over environment defaults of the same name.
-    by_name.update({c.name: c for c in credentials_from_file(file_config)})
-    return RouteTable(by_name.values(), file_config.models, catalog)
+class ControlPlane:
+    """The store, secrets and snapshot machinery; shared by the server and the CLI."""
+
+    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        # Parsed up front so a bad file fails the start with the field named.
+        self.file_config: FileConfig | None = load_file(settings.config) if settings.config else None
+        self.store = Store(settings.database_url)
+        self.control = ControlStore(self.store)
+        self.secrets = load_secret_box(settings.secret_key, data_dir=self.store.data_dir)
+        self.env_credentials = credentials_from_env()
+
+    def build_snapshot(self, state: ControlState) -> Snapshot:
+        return build_snapshot(state, self.secrets, self.catalog, self.env_credentials)
+
+    async def prepare(self) -> ApplyResult | None:
+        """Migrate and apply the declarative file, once per start, serialised across processes."""
+        async with self.store.startup_lock():
+            await self.store.migrate(lock=False)
+            if self.file_config is None:
+                return None
+            return await apply_config(self.control, self.secrets, self.file_config)
 
 
 class Lockgate:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.catalog = Catalog.default()
-        self.routes = build_routes(settings, self.catalog)
-        self.store = Store(settings.database_url)
+        self.plane = ControlPlane(settings, self.catalog)
+        self.store = self.plane.store
+        self.notifier = ConfigNotifier(settings.redis_url) if settings.redis_url else None
+        self.snapshots = SnapshotLoader(
+            self.plane.control,
+            self.plane.build_snapshot,
+            interval=settings.config_poll_interval,
+            notifier=self.notifier,
+        )
         self.writer = RecordWriter(
             self.store,
             batch_size=settings.log_batch_size,
@@ -51,10 +81,10 @@ class Lockgate:
         self.client = UpstreamClient(
             connect_timeout=settings.connect_timeout, request_timeout=settings.request_timeout
         )
-        self.auth = MasterKeyAuth(settings.master_key)
+        self.auth = Authenticator(master_key=settings.master_key, demo=settings.demo)
         self.pipeline = Pipeline(
             auth=self.auth,
-            routes=self.routes,
+            snapshots=self.snapshots,
             client=self.client,
             writer=self.writer,
             catalog=self.catalog,
@@ -97,10 +127,13 @@ class Lockgate:
                 await send_error(send, LockgateError("Internal error in Lockgate."), dialect)
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.auth.authenticate(Request.from_scope(scope).headers)
+        snapshot = self.snapshots.current
+        principal = self.auth.authenticate(Request.from_scope(scope).headers, snapshot)
+        allowed = principal.allowed_models
         data = [
             {"id": model, "object": "model", "created": 0, "owned_by": owner}
-            for model, owner in self.routes.listed_models()
+            for model, owner in snapshot.routes(principal.workspace_id).listed_models()
+            if allowed is None or matches(model, allowed)
         ]
         await send_json(send, 200, {"object": "list", "data": data})
 
@@ -109,10 +142,11 @@ class Lockgate:
 
     async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
         store_ok = await self.store.ping()
-        ready = self.ready and store_ok
+        ready = self.ready and store_ok and self.snapshots.loaded
         body = {
             "status": "ready" if ready else "not_ready",
-            "config": self.ready,
+            "config": self.snapshots.loaded,
+            "config_version": self.snapshots.current.version if self.snapshots.loaded else None,
             "store": store_ok,
             "records_queued": self.writer.queued,
             "records_dropped": self.writer.dropped,
@@ -136,13 +170,18 @@ class Lockgate:
                 return
 
     async def startup(self) -> None:
-        await self.store.migrate()
+        await self.plane.prepare()
+        await self.snapshots.load()
+        self.snapshots.start()
         await self.client.start()
         self.writer.start()
         self.ready = True
 
     async def shutdown(self) -> None:
         self.ready = False
+        await self.snapshots.close()
+        if self.notifier is not None:
+            await self.notifier.close()
         await self.writer.close()
         await self.client.close()
         await self.store.close()

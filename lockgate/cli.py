@@ -27,34 +27,32 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes (one event loop each).")] = 1,
     config: Annotated[str | None, typer.Option(help="Declarative config file (lockgate.yaml).")] = None,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Accept data-plane requests without a key (local trials only).")
+    ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Start the gateway."""
     import uvicorn
-
-    from lockgate.app import build_routes
-    from lockgate.catalog import Catalog
-    from lockgate.config import ConfigError
-    from lockgate.settings import Settings
 
     # Flags go through the environment so every worker process builds the same Settings.
     os.environ["LOCKGATE_HOST"], os.environ["LOCKGATE_PORT"] = host, str(port)
     os.environ["LOCKGATE_WORKERS"] = str(workers)
     if config:
         os.environ["LOCKGATE_CONFIG"] = os.path.abspath(config)
-    settings = Settings.from_env()
-    try:
-        routes = build_routes(settings, Catalog.default())  # fail fast, with the field named
-    except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    if demo:
+        os.environ["LOCKGATE_DEMO"] = "1"
+    settings, snapshot = _prepare_or_exit()
+    routes = snapshot.routes(snapshot.default_workspace_id)
     names = ", ".join(routes.aliases) or "none"
     creds = ", ".join(f"@{c.name} ({c.provider})" for c in routes.credentials) or "none"
     console.print(f"Lockgate listening on http://{host}:{port}  workers={workers}")
-    console.print(f"  providers: {creds}\n  model aliases: {names}")
-    if not settings.master_key:
+    console.print(f"  providers: {creds}\n  model aliases: {names}  (config version {snapshot.version})")
+    if settings.demo:
+        console.print("  [yellow]demo mode: the gateway accepts requests without a key[/yellow]")
+    elif not settings.master_key and not snapshot.keys:
         console.print(
-            "  [yellow]no LOCKGATE_MASTER_KEY set: the gateway accepts requests without a key[/yellow]"
+            "  no API keys yet: create one with `lockgate keys create` (admin API) or set LOCKGATE_MASTER_KEY"
         )
     uvicorn.run(
         "lockgate.app:create_app",
@@ -69,6 +67,38 @@ def serve(
         log_level=log_level,
         timeout_keep_alive=75,
     )
+
+
+def _prepare_or_exit() -> tuple[Any, Any]:
+    """Migrate and apply the file once in the parent, failing fast with the problem named."""
+    from lockgate.app import ControlPlane
+    from lockgate.catalog import Catalog
+    from lockgate.config import ConfigError
+    from lockgate.errors import LockgateError
+    from lockgate.governance.secrets import SecretKeyError
+    from lockgate.settings import Settings
+
+    settings = Settings.from_env()
+
+    async def prepare() -> Any:
+        plane = ControlPlane(settings, Catalog.default())
+        try:
+            result = await plane.prepare()
+            snapshot = plane.build_snapshot(await plane.control.load_state())
+        finally:
+            await plane.store.close()
+        for name, key in (result.generated_keys if result else {}).items():
+            console.print(f"  generated API key {name}: [bold]{key}[/bold]  (shown once; store it now)")
+        return snapshot
+
+    try:
+        return settings, asyncio.run(prepare())
+    except (ConfigError, SecretKeyError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    except LockgateError as exc:
+        console.print(f"[red]error:[/red] applying the config file: {exc.message}")
+        raise typer.Exit(2) from exc
 
 
 @app.command("mock-provider")

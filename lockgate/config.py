@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from lockgate.errors import LockgateError
 from lockgate.providers.base import Credential, get_provider, provider_names
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -22,6 +24,11 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 class ConfigError(ValueError):
     """The config file is unreadable or invalid; the message names the field."""
+
+    def __init__(self, message: str, *, errors: list[Any] | None = None) -> None:
+        super().__init__(message)
+        # pydantic's error list, when validation failed: the admin API turns it into ``param``.
+        self.errors = errors or []
 
 
 class IntegrationConfig(BaseModel):
@@ -35,6 +42,12 @@ class IntegrationConfig(BaseModel):
     api_key: str | None = Field(None, description="Provider secret; use ${ENV_VAR} rather than a literal.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream.")
     options: dict[str, Any] = Field(default_factory=dict, description="Provider-specific options.")
+    workspaces: list[str] | None = Field(
+        None, description="Names of the workspaces that may use it; unset: every workspace."
+    )
+    allowed_models: list[str] | None = Field(
+        None, description="Upstream models it may serve (exact or fnmatch patterns); unset: any."
+    )
 
     @field_validator("provider")
     @classmethod
@@ -48,18 +61,81 @@ class ModelAliasConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     alias: str = Field(description="The model name clients send.")
+    workspace: str | None = Field(None, description="Only this workspace (by name) sees the alias.")
+    config: str | None = Field(None, description="The id of a saved route config, instead of targets.")
     targets: list[str] = Field(
-        min_length=1,
+        default_factory=list,
+        validate_default=True,
         description="'@integration/model' or 'provider/model' strings; the first is primary, "
         "the rest are fallbacks tried in order.",
     )
+
+    @field_validator("targets")
+    @classmethod
+    def _targets_or_config(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if bool(value) == bool(info.data.get("config")):
+            raise ValueError("give either a non-empty 'targets' list or a 'config' id")
+        return value
+
+
+class WorkspaceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$", description="Unique workspace name.")
+    description: str = ""
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class KeyConfig(BaseModel):
+    """A virtual key. Give ``key`` (e.g. ``${CI_KEY}``, hashed on apply), ``key_hash`` (SHA-256 hex),
+    or neither: then apply generates one and shows it once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    workspace: str = Field("default", description="Workspace name.")
+    key: str | None = Field(None, min_length=16, description="The key itself; use ${ENV_VAR}.")
+    key_hash: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="SHA-256 hex of the key.")
+    expires_at: datetime | None = None
+    allowed_models: list[str] | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("key_hash")
+    @classmethod
+    def _one_secret(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("key") is not None:
+            raise ValueError("give 'key' or 'key_hash', not both")
+        return value
+
+
+class SavedConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$", description="Referenced by aliases and headers.")
+    workspace: str | None = None
+    description: str = ""
+    config: dict[str, Any] = Field(description="A route config (DESIGN §3).")
+
+    @field_validator("config")
+    @classmethod
+    def _valid_route_config(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from lockgate.gateway.route_config import parse_route_config
+
+        try:
+            parse_route_config(value)
+        except LockgateError as exc:
+            raise ValueError(exc.message) from exc
+        return value
 
 
 class FileConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    workspaces: list[WorkspaceConfig] = Field(default_factory=list)
+    keys: list[KeyConfig] = Field(default_factory=list)
     integrations: list[IntegrationConfig] = Field(default_factory=list)
     models: list[ModelAliasConfig] = Field(default_factory=list)
+    configs: list[SavedConfig] = Field(default_factory=list)
 
 
 def _interpolate(value: Any) -> Any:
@@ -74,23 +150,36 @@ def _interpolate(value: Any) -> Any:
 
 def load_file(path: str | Path) -> FileConfig:
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        text = Path(path).read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    return parse_config_text(text, source=f"config file {path}")
+
+
+def parse_config_text(text: str, *, source: str = "config") -> FileConfig:
+    """YAML (or JSON) text -> a validated FileConfig, ``${VAR}`` read from the environment."""
+    try:
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"{source} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        raise ConfigError(f"{source} must hold a mapping at the top level")
     try:
         config = FileConfig.model_validate(_interpolate(raw))
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
         )
-        raise ConfigError(f"config file {path} is invalid: {problems}") from exc
-    names = [i.name for i in config.integrations]
-    if len(names) != len(set(names)):
-        raise ConfigError(f"config file {path}: integration names must be unique")
+        raise ConfigError(f"{source} is invalid: {problems}", errors=exc.errors(include_url=False)) from exc
+    for section, names in (
+        ("integration names", [i.name for i in config.integrations]),
+        ("workspace names", [w.name for w in config.workspaces]),
+        ("config ids", [c.id for c in config.configs]),
+        ("key names per workspace", [(k.workspace, k.name) for k in config.keys]),
+        ("aliases per workspace", [(m.workspace, m.alias) for m in config.models]),
+    ):
+        if len(names) != len(set(names)):
+            raise ConfigError(f"{source}: {section} must be unique")
     return config
 
 

@@ -18,6 +18,15 @@ class Settings:
     workers: int = 1
     config: str | None = None
     master_key: str | None = None
+    # Accept data-plane requests without a key (``lockgate serve --demo``); never in production.
+    demo: bool = False
+    # Admin API bootstrap key (an owner); later admins get their own keys.
+    admin_key: str | None = None
+    # Encrypts provider secrets at rest (see governance/secrets.py for what happens when unset).
+    secret_key: str | None = None
+    redis_url: str | None = None
+    # How often each worker checks the config version (seconds); Redis notices wake it sooner.
+    config_poll_interval: float = 0.5
     database_url: str = "sqlite:///.lockgate/lockgate.db"
     max_body_bytes: int = 32 * 1024 * 1024
     # Upstream timeouts in seconds: connect is short, a whole answer may be long.
@@ -37,7 +46,9 @@ class Settings:
             if raw is None or raw == "":
                 continue
             kind = f.type if isinstance(f.type, str) else f.type.__name__
-            if kind.startswith("int"):
+            if kind.startswith("bool"):
+                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+            elif kind.startswith("int"):
                 values[f.name] = int(raw)
             elif kind.startswith("float"):
                 values[f.name] = float(raw)

@@ -22,7 +22,9 @@ def _fresh_mock(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture(scope="module")
 def gateway(mock: MockProviderThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayThread]:
-    with GatewayThread(tmp_path_factory.mktemp("gw"), demo_config(mock.url), request_timeout=2.0) as gw:
+    with GatewayThread(
+        tmp_path_factory.mktemp("gw"), demo_config(mock.url), request_timeout=2.0, demo=True
+    ) as gw:
         yield gw
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -18,7 +18,7 @@ from lockgate.errors import BadRequest, InvalidJSON, LockgateError, UpstreamErro
 from lockgate.gateway import validation
 from lockgate.gateway.attempts import UpstreamClient, call_route
 from lockgate.gateway.exchange import ANTHROPIC, OPENAI, Endpoint, Exchange, text_of_response
-from lockgate.gateway.routing import RouteTable, Target
+from lockgate.gateway.routing import Target
 from lockgate.gateway.streaming import (
     AnthropicPassthrough,
     OpenAIPassthrough,
@@ -26,13 +26,17 @@ from lockgate.gateway.streaming import (
     TranslatedStream,
     relay,
 )
-from lockgate.governance.auth import MasterKeyAuth
+from lockgate.governance.auth import Authenticator
+from lockgate.governance.policy import check_model_allowed
 from lockgate.providers import anthropic
 from lockgate.providers.base import Body
 from lockgate.server.http import JSON_HEADERS, SSE_HEADERS, Request, error_payload, read_body, send_bytes
 from lockgate.server.types import Headers, Receive, Scope, Send
 from lockgate.telemetry.records import RequestRecord
 from lockgate.telemetry.writer import RecordWriter
+
+if TYPE_CHECKING:
+    from lockgate.admin.snapshot import Snapshot
 
 CHAT = Endpoint("chat", OPENAI, "chat")
 COMPLETIONS = Endpoint("completions", OPENAI, "completions")
@@ -48,19 +52,24 @@ _VALIDATORS = {
 _METADATA_MAX_BYTES = 2048
 
 
+class SnapshotSource(Protocol):
+    @property
+    def current(self) -> Snapshot: ...
+
+
 class Pipeline:
     def __init__(
         self,
         *,
-        auth: MasterKeyAuth,
-        routes: RouteTable,
+        auth: Authenticator,
+        snapshots: SnapshotSource,
         client: UpstreamClient,
         writer: RecordWriter,
         catalog: Catalog,
         max_body_bytes: int,
     ) -> None:
         self.auth = auth
-        self.routes = routes
+        self.snapshots = snapshots
         self.client = client
         self.writer = writer
         self.catalog = catalog
@@ -72,14 +81,16 @@ class Pipeline:
         record = RequestRecord(id=_request_id(), created_at=time.time(), endpoint=endpoint.name)
         headers: Headers = [(b"x-lockgate-request-id", record.id.encode())]
         try:
-            principal = self.auth.authenticate(request.headers)  # 1. authenticate
-            record.key_id = principal.key_id
+            snapshot = self.snapshots.current  # one config version for the whole request
+            principal = self.auth.authenticate(request.headers, snapshot)  # 1. authenticate
+            record.key_id, record.workspace_id = principal.key_id, principal.workspace_id
             request.body = await read_body(scope, receive, self.max_body_bytes)  # 2. read and validate
             exchange = Exchange(endpoint, self._parse_body(endpoint, request.body))
             record.requested_model = exchange.body.data["model"]
             record.stream = exchange.stream
             record.metadata = _parse_metadata(request.headers.get("x-lockgate-metadata"))
-            route = self.routes.resolve(record.requested_model)  # 3. resolve the route
+            check_model_allowed(principal, record.requested_model)
+            route = snapshot.resolve(principal.workspace_id, record.requested_model)  # 3. resolve the route
             # 4. admission (usage policy, rate limits, budget reservation) — governance issue.
             # 5. input guardrails — guardrails issue.  6. cache lookup — routing issue.
             target, upstream_request, upstream = await call_route(  # 7. call upstream

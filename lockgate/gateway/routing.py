@@ -11,12 +11,13 @@ Resolution is a dict hit after the first time a name is seen.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from lockgate.catalog import Catalog
 from lockgate.config import ConfigError, ModelAliasConfig
 from lockgate.errors import ModelNotFound
+from lockgate.gateway.route_config import RouteConfig
 from lockgate.providers.base import Credential, Provider, get_provider
 
 _MEMO_LIMIT = 4096
@@ -45,8 +46,12 @@ class RouteTable:
         credentials: Iterable[Credential],
         aliases: Iterable[ModelAliasConfig] = (),
         catalog: Catalog | None = None,
+        *,
+        configs: Mapping[str, RouteConfig] | None = None,
     ) -> None:
         self._catalog = catalog or Catalog.default()
+        # Saved route configs by id (lockgate.yaml ``configs:`` and the admin API), validated.
+        self.configs: Mapping[str, RouteConfig] = dict(configs or {})
         self._credentials: dict[str, Credential] = {}
         self._default_credential: dict[str, Credential] = {}
         for cred in credentials:

@@ -21,6 +21,7 @@ class RequestRecord:
     endpoint: str
     stream: bool = False
     key_id: str | None = None
+    workspace_id: str | None = None
     requested_model: str | None = None
     provider: str | None = None
     model: str | None = None

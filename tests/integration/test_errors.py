@@ -124,7 +124,7 @@ def test_upstream_timeout(http: httpx.Client, mock) -> None:
 
 def test_upstream_unreachable(tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    with GatewayThread(tmp_path, demo_config(dead)) as gw, httpx.Client(base_url=gw.url) as http:
+    with GatewayThread(tmp_path, demo_config(dead), demo=True) as gw, httpx.Client(base_url=gw.url) as http:
         assert_envelope(http.post("/v1/chat/completions", json=CHAT), 502, "upstream_unreachable")
         records = gw.records()
     assert records[-1]["status"] == 502 and records[-1]["error_type"] == "upstream_error"
@@ -132,7 +132,7 @@ def test_upstream_unreachable(tmp_path: Path) -> None:
 
 def test_oversized_body(tmp_path: Path, mock) -> None:
     with (
-        GatewayThread(tmp_path, demo_config(mock.url), max_body_bytes=1024) as gw,
+        GatewayThread(tmp_path, demo_config(mock.url), max_body_bytes=1024, demo=True) as gw,
         httpx.Client(base_url=gw.url) as http,
     ):
         big = {**CHAT, "messages": [{"role": "user", "content": "x" * 4096}]}
