@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
 
+from lockgate.admin.app import AdminContext, create_admin_app
 from lockgate.admin.declarative import ApplyResult, apply_config
 from lockgate.admin.snapshot import Snapshot, build_snapshot
 from lockgate.admin.snapshot_loader import SnapshotLoader
@@ -90,6 +91,11 @@ class Lockgate:
             catalog=self.catalog,
             max_body_bytes=settings.max_body_bytes,
         )
+        self.admin = create_admin_app(
+            AdminContext(
+                self.plane.control, self.plane.secrets, self.snapshots, self.notifier, settings.admin_key
+            )
+        )
         self.ready = False
         self._handlers: dict[str, tuple[str, Handler]] = {
             "/v1/chat/completions": ("POST", partial(self.pipeline.handle, CHAT)),
@@ -109,6 +115,9 @@ class Lockgate:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
+        if path.startswith("/admin/"):  # the control plane: FastAPI, off the data-plane fast path
+            await self.admin(scope, receive, send)
+            return
         dialect = "anthropic" if path == "/v1/messages" else "openai"
         entry = self._handlers.get(path.rstrip("/") or "/")
         try:
