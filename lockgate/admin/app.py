@@ -43,7 +43,10 @@ class AdminContext:
             return
         if self.notifier is not None:
             await self.notifier.publish(version)
-        await self.snapshots.refresh()  # read-your-writes on the worker that made the change
+        try:
+            await self.snapshots.refresh()  # read-your-writes on the worker that made the change
+        except Exception:  # committed already; the poll loop retries and logs
+            log.exception("reloading the snapshot after config version %s failed", version)
 
 
 def context(request: Request) -> AdminContext:

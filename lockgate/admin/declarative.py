@@ -88,7 +88,9 @@ class _Applier:
         self.workspace_ids = {w["name"]: w["id"] for w in await self.tx.all(WORKSPACE)}
         for ws in config.workspaces:
             values = {"name": ws.name, "description": ws.description, "metadata": ws.metadata}
-            row = await self._upsert(WORKSPACE, ws.name, {"name": ws.name}, values)
+            row = await self._upsert(
+                WORKSPACE, ws.name, {"name": ws.name}, values, create_extra={"org_id": DEFAULT_ORG_ID}
+            )
             # A dry run creates nothing; later references still need a stand-in id.
             self.workspace_ids[ws.name] = row["id"] if row else f"(new {ws.name})"
         integration_names = {r["name"] for r in await self.tx.all(INTEGRATION)}
@@ -183,6 +185,7 @@ class _Applier:
         values: dict[str, Any],
         *,
         existing: Row | None = None,
+        create_extra: Mapping[str, Any] | None = None,
     ) -> Row | None:
         if match is not None:
             existing = await self.tx.find(kind, **match)
@@ -190,7 +193,7 @@ class _Applier:
             self.changes.append(PlannedChange("create", kind.name, name, _shown(kind, {}, values)))
             if self.dry_run:
                 return None
-            row = await self.tx.create(kind, {**values, "source": "file"})
+            row = await self.tx.create(kind, {**values, **(create_extra or {}), "source": "file"})
         else:
             diff = {k: v for k, v in values.items() if existing.get(k) != v}
             if existing["source"] != "file":

@@ -74,7 +74,7 @@ class AliasCreate(Body):
     alias: str = Field(min_length=1, max_length=200)
     workspace_id: str | None = Field(None, description="Unset: every workspace sees it.")
     targets: list[str] | None = Field(None, min_length=1)
-    config_id: str | None = None
+    config_id: str | None = Field(None, validate_default=True)
 
     @field_validator("config_id")
     @classmethod

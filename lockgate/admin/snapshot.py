@@ -161,7 +161,7 @@ def _route_table(
     for row in aliases:
         if row["config_id"] is not None:
             continue
-        targets = [spec for spec in row["targets"] if _reachable(probe, spec, allowed_models)]
+        targets = [spec for spec in row["targets"] or [] if _reachable(probe, spec, allowed_models)]
         if targets:
             usable.append(ModelAliasConfig(alias=row["alias"], targets=targets))
     return RouteTable(credentials, usable, catalog, configs=configs)
