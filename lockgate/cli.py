@@ -13,11 +13,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lockgate import cli_control
+
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Lockgate: the AI gateway and control plane."
 )
 logs_app = typer.Typer(no_args_is_help=True, help="Read request records.")
 app.add_typer(logs_app, name="logs")
+app.add_typer(cli_control.db_app, name="db")
+app.add_typer(cli_control.admin_app, name="admin")
+app.command("apply")(cli_control.apply)
 console = Console()
 
 
