@@ -2,7 +2,7 @@
 
 The schema itself is owned by the Alembic migrations in ``migrations/versions``;
 these definitions are what queries are written against and must match them
-(``tests/unit/store/test_migrations.py`` checks that they do).
+(the store tests run every query against the migrated schema, on SQLite and PostgreSQL).
 
 Control-plane rows carry ``version`` (bumped on every update, for optimistic
 concurrency) and ``source`` ("api" or "file": who manages the row, so a
