@@ -39,8 +39,9 @@ class Credential:
     name: str
     provider: str
     base_url: str
-    api_key: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
+    # Kept out of repr so a logged Credential never shows the secret.
+    api_key: str | None = field(default=None, repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
