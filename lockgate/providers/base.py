@@ -11,7 +11,18 @@ Invariants:
 - Parsed responses and stream chunks are canonical OpenAI shapes, with usage in
   OpenAI's form (``prompt_tokens`` includes cached tokens; cached reads are in
   ``prompt_tokens_details.cached_tokens``, cache writes in
-  ``prompt_tokens_details.cache_creation_tokens``).
+  ``prompt_tokens_details.cache_creation_tokens``; ``completion_tokens`` includes
+  ``completion_tokens_details.reasoning_tokens``).
+- ``UpstreamRequest.url`` is fully percent-encoded and sent exactly as built (SigV4
+  signs the path byte for byte).
+
+Optional provider hooks, looked up with ``getattr`` so simple providers stay simple:
+- ``stream_decoder(endpoint) -> StreamDecoder | None``: the provider's own stream
+  framing (Bedrock's binary event stream); absent or ``None`` means SSE.
+- ``normalize_usage(usage) -> usage``: a native same-dialect usage block (relayed
+  untranslated) -> canonical usage, e.g. DeepSeek's ``prompt_cache_hit_tokens``.
+- ``error_headers``: names of response headers ``parse_error`` wants as ``headers=``
+  (Bedrock's ``x-amzn-errortype``).
 """
 
 from __future__ import annotations
@@ -87,7 +98,13 @@ class Body:
 
 
 class StreamTranslator(Protocol):
-    """Turns one provider's decoded SSE events into canonical chat chunks."""
+    """Turns one provider's decoded SSE events into canonical chat chunks.
+
+    A translator for a stream with no terminator of its own (no ``[DONE]`` or
+    ``message_stop``: Gemini, Cohere, Bedrock) also has a ``done`` attribute that turns
+    True once the provider said the answer is complete; a stream that closes before
+    that is reported as interrupted.
+    """
 
     usage: dict[str, Any] | None
 
@@ -97,6 +114,14 @@ class StreamTranslator(Protocol):
 
     def finish(self) -> list[dict[str, Any]]:
         """Chunks still owed once the upstream stream ended normally."""
+        ...
+
+
+class StreamDecoder(Protocol):
+    """A provider's own (non-SSE) stream framing: bytes in, decoded events out."""
+
+    def feed(self, chunk: bytes) -> list[tuple[str | None, dict[str, Any]]]:
+        """Bytes as they arrive -> the complete events they finish, as (name, payload)."""
         ...
 
 
@@ -150,9 +175,39 @@ def _load_builtin() -> None:
     # Imported for their register() side effect, on first lookup rather than at import
     # time, so this module stays importable by the providers themselves.
     global _builtin_loaded
-    from lockgate.providers import anthropic, openai_compat  # noqa: F401
+    from lockgate.providers import (  # noqa: F401
+        anthropic,
+        azure,
+        bedrock,
+        cohere,
+        gemini,
+        openai_compat,
+    )
 
     _builtin_loaded = True
+
+
+def stream_decoder(provider: Provider, endpoint: str) -> StreamDecoder | None:
+    """The provider's stream decoder, or None for SSE."""
+    factory = getattr(provider, "stream_decoder", None)
+    return factory(endpoint) if factory is not None else None
+
+
+def normalize_usage(provider: Provider, usage: dict[str, Any]) -> dict[str, Any]:
+    """A provider's usage block in canonical form (identity unless the provider says otherwise)."""
+    hook = getattr(provider, "normalize_usage", None)
+    return hook(usage) if hook is not None else usage
+
+
+def parse_upstream_error(
+    provider: Provider, status: int, raw: bytes, headers: Mapping[str, str] | None = None
+) -> UpstreamError:
+    """``provider.parse_error``, given the response headers it declared in ``error_headers``."""
+    wanted = getattr(provider, "error_headers", ())
+    if wanted and headers is not None:
+        picked = {name: headers[name] for name in wanted if name in headers}
+        return provider.parse_error(status, raw, headers=picked)  # type: ignore[call-arg]
+    return provider.parse_error(status, raw)
 
 
 def error_message_from_json(raw: bytes) -> tuple[str | None, str | None, str | None]:
