@@ -18,6 +18,7 @@ from lockgate.catalog import Catalog
 from lockgate.config import FileConfig, credentials_from_env, load_file
 from lockgate.errors import LockgateError, MethodNotAllowed, NotFound
 from lockgate.gateway.attempts import UpstreamClient
+from lockgate.gateway.credentials import CredentialTokens
 from lockgate.gateway.pipeline import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, Pipeline
 from lockgate.governance.auth import Authenticator
 from lockgate.governance.policy import matches
@@ -67,9 +68,12 @@ class Lockgate:
         self.plane = ControlPlane(settings, self.catalog)
         self.store = self.plane.store
         self.notifier = ConfigNotifier(settings.redis_url) if settings.redis_url else None
+        # Bearer tokens minted for integrations that need them (Vertex service accounts, Entra ID),
+        # kept in step with each snapshot's integrations.
+        self.tokens = CredentialTokens()
         self.snapshots = SnapshotLoader(
             self.plane.control,
-            self.plane.build_snapshot,
+            self._build_snapshot,
             interval=settings.config_poll_interval,
             notifier=self.notifier,
         )
@@ -90,6 +94,7 @@ class Lockgate:
             writer=self.writer,
             catalog=self.catalog,
             max_body_bytes=settings.max_body_bytes,
+            tokens=self.tokens,
         )
         self.admin = create_admin_app(
             AdminContext(
@@ -106,6 +111,11 @@ class Lockgate:
             "/healthz": ("GET", self._healthz),
             "/readyz": ("GET", self._readyz),
         }
+
+    def _build_snapshot(self, state: ControlState) -> Snapshot:
+        snapshot = self.plane.build_snapshot(state)
+        self.tokens.sync(cred for table in snapshot.tables.values() for cred in table.credentials)
+        return snapshot
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -183,6 +193,7 @@ class Lockgate:
         await self.snapshots.load()
         self.snapshots.start()
         await self.client.start()
+        await self.tokens.start(self.client.session)
         self.writer.start()
         self.ready = True
 
@@ -192,6 +203,7 @@ class Lockgate:
         if self.notifier is not None:
             await self.notifier.close()
         await self.writer.close()
+        await self.tokens.close()
         await self.client.close()
         await self.store.close()
 

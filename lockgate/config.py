@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -183,10 +184,18 @@ def parse_config_text(text: str, *, source: str = "config") -> FileConfig:
     return config
 
 
-def credentials_from_env(environ: dict[str, str] | None = None) -> list[Credential]:
-    """One default credential per provider whose API key variable is set.
+def credentials_from_env(environ: Mapping[str, str] | None = None) -> list[Credential]:
+    """One default credential per provider whose credentials are in the environment.
 
-    ``<PROVIDER>_BASE_URL`` overrides the base URL (e.g. OPENAI_BASE_URL).
+    API-key providers: ``<PROVIDER>_API_KEY`` (``OPENAI_API_KEY``, ``GROQ_API_KEY`` ...), with
+    ``<PROVIDER>_BASE_URL`` overriding the base URL (e.g. OPENAI_BASE_URL). Besides those:
+    ``GEMINI_API_KEY`` or ``GOOGLE_API_KEY`` -> gemini; ``COHERE_API_KEY`` (or ``CO_API_KEY``)
+    -> cohere; ``AZURE_OPENAI_API_KEY`` + ``AZURE_OPENAI_ENDPOINT`` (+ ``AZURE_OPENAI_API_VERSION``)
+    -> azure; ``AZURE_AI_API_KEY`` + ``AZURE_AI_ENDPOINT`` -> azure-foundry;
+    ``AWS_ACCESS_KEY_ID`` + ``AWS_SECRET_ACCESS_KEY`` (+ ``AWS_SESSION_TOKEN``, ``AWS_REGION`` or
+    ``AWS_DEFAULT_REGION``), or ``AWS_BEARER_TOKEN_BEDROCK``, -> bedrock;
+    ``GOOGLE_APPLICATION_CREDENTIALS`` (a service-account file) + ``GOOGLE_CLOUD_PROJECT``
+    (+ ``GOOGLE_CLOUD_LOCATION``) -> vertex.
     """
     from lockgate.providers.openai_compat import FAMILY
 
@@ -200,6 +209,46 @@ def credentials_from_env(environ: dict[str, str] | None = None) -> list[Credenti
             assert provider is not None
             base = env.get(f"{name.upper()}_BASE_URL") or provider.default_base_url
             found.append(Credential(name=name, provider=name, base_url=base, api_key=env[env_key]))
+    found.extend(_cloud_credentials_from_env(env))
+    return found
+
+
+def _cloud_credentials_from_env(env: Mapping[str, str]) -> list[Credential]:
+    found: list[Credential] = []
+
+    def add(name: str, api_key: str | None, base: str | None = None, **options: Any) -> None:
+        provider = get_provider(name)
+        assert provider is not None
+        base_url = base or env.get(f"{name.upper().replace('-', '_')}_BASE_URL") or provider.default_base_url
+        options = {k: v for k, v in options.items() if v}
+        found.append(
+            Credential(name=name, provider=name, base_url=base_url, api_key=api_key, options=options)
+        )
+
+    if gemini_key := env.get("GEMINI_API_KEY") or env.get("GOOGLE_API_KEY"):
+        add("gemini", gemini_key)
+    if cohere_key := env.get("COHERE_API_KEY") or env.get("CO_API_KEY"):
+        add("cohere", cohere_key)
+    if env.get("AZURE_OPENAI_API_KEY") and env.get("AZURE_OPENAI_ENDPOINT"):
+        add("azure", env["AZURE_OPENAI_API_KEY"], env["AZURE_OPENAI_ENDPOINT"],
+            api_version=env.get("AZURE_OPENAI_API_VERSION"))  # fmt: skip
+    if env.get("AZURE_AI_API_KEY") and env.get("AZURE_AI_ENDPOINT"):
+        add("azure-foundry", env["AZURE_AI_API_KEY"], env["AZURE_AI_ENDPOINT"])
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        add(
+            "bedrock",
+            None,
+            region=region,
+            access_key_id=env["AWS_ACCESS_KEY_ID"],
+            secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            session_token=env.get("AWS_SESSION_TOKEN"),
+        )
+    elif env.get("AWS_BEARER_TOKEN_BEDROCK"):
+        add("bedrock", env["AWS_BEARER_TOKEN_BEDROCK"], region=region)
+    if env.get("GOOGLE_APPLICATION_CREDENTIALS") and env.get("GOOGLE_CLOUD_PROJECT"):
+        add("vertex", None, service_account=env["GOOGLE_APPLICATION_CREDENTIALS"],
+            project=env["GOOGLE_CLOUD_PROJECT"], region=env.get("GOOGLE_CLOUD_LOCATION"))  # fmt: skip
     return found
 
 
@@ -211,14 +260,17 @@ def credentials_from_file(config: FileConfig) -> list[Credential]:
         base = item.base_url or provider.default_base_url
         if not base:
             raise ConfigError(f"integration {item.name!r}: provider {item.provider!r} needs a base_url")
-        creds.append(
-            Credential(
-                name=item.name,
-                provider=item.provider,
-                base_url=base,
-                api_key=item.api_key or None,
-                headers=item.headers,
-                options=item.options,
-            )
+        cred = Credential(
+            name=item.name,
+            provider=item.provider,
+            base_url=base,
+            api_key=item.api_key or None,
+            headers=item.headers,
+            options=item.options,
         )
+        check = getattr(provider, "check_credential", None)
+        problem = check(cred) if check is not None else None
+        if problem:
+            raise ConfigError(f"integration {item.name!r}: {problem}")
+        creds.append(cred)
     return creds

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
+from yarl import URL
 
 from lockgate.errors import (
     BadRequest,
@@ -22,7 +23,7 @@ from lockgate.errors import (
     UpstreamUnreachable,
 )
 from lockgate.gateway.routing import Route, Target
-from lockgate.providers.base import UpstreamRequest
+from lockgate.providers.base import UpstreamRequest, parse_upstream_error
 from lockgate.telemetry.records import AttemptRecord, RequestRecord
 
 # Statuses after which the next target is tried: the provider is overloaded or broken,
@@ -79,8 +80,13 @@ async def send_once(
     )
     name = target.credential.name
     try:
+        # encoded=True: the URL goes out byte for byte as the provider built (and maybe signed) it.
         response = await client.session.request(
-            request.method, request.url, data=request.body, headers=request.headers, timeout=timeout
+            request.method,
+            URL(request.url, encoded=True),
+            data=request.body,
+            headers=request.headers,
+            timeout=timeout,
         )
         if stream and response.status == 200:
             return UpstreamResponse(response.status, response, None)
@@ -136,7 +142,9 @@ async def call_route(
         if upstream.status < 400:
             record.attempt_log.append(AttemptRecord(target.label, upstream.status, latency))
             return target, request, upstream
-        error = target.provider.parse_error(upstream.status, upstream.body or b"")
+        error = parse_upstream_error(
+            target.provider, upstream.status, upstream.body or b"", upstream.response.headers
+        )
         error.provider = target.credential.name
         error.retry_after = upstream.response.headers.get("retry-after")
         record.attempt_log.append(AttemptRecord(target.label, upstream.status, latency, error.message))

@@ -15,9 +15,11 @@ import orjson
 
 from lockgate.catalog import tokens
 from lockgate.errors import BadRequest, UpstreamProtocolError
+from lockgate.gateway.credentials import CredentialTokens
 from lockgate.gateway.routing import Target
 from lockgate.providers import anthropic
-from lockgate.providers.base import CHAT, MESSAGES, Body, UpstreamRequest
+from lockgate.providers.base import CHAT, EMBEDDINGS, MESSAGES, Body, UpstreamRequest
+from lockgate.providers.parts import encode_base64_embedding
 
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
@@ -31,11 +33,13 @@ class Endpoint:
 
 
 class Exchange:
-    __slots__ = ("_chat", "body", "endpoint", "stream", "wants_usage")
+    __slots__ = ("_chat", "_tokens", "body", "endpoint", "stream", "wants_usage")
 
-    def __init__(self, endpoint: Endpoint, body: Body) -> None:
+    def __init__(self, endpoint: Endpoint, body: Body, tokens: CredentialTokens | None = None) -> None:
         self.endpoint = endpoint
         self.body = body
+        # Minted bearer tokens (Vertex service accounts, Entra ID), put on the credential per attempt.
+        self._tokens = tokens
         self.stream = body.data.get("stream") is True
         options = body.data.get("stream_options")
         # Anthropic clients always get usage in message_delta; OpenAI clients only when asked.
@@ -55,10 +59,11 @@ class Exchange:
 
     def build(self, target: Target) -> UpstreamRequest:
         provider = target.provider
+        cred = target.credential if self._tokens is None else self._tokens.apply(target.credential)
         if self.endpoint.dialect == ANTHROPIC and not self.is_native(target):
             body = Body(dict(self.chat_form()))
             body.data["model"] = target.model
-            return provider.build_request(CHAT, body, target.credential)
+            return provider.build_request(CHAT, body, cred)
         wanted = MESSAGES if self.endpoint.dialect == ANTHROPIC else self.endpoint.canonical
         if wanted not in provider.endpoints:
             raise BadRequest(
@@ -69,7 +74,7 @@ class Exchange:
             )
         body = self.body.copy()
         body.set("model", target.model)
-        return provider.build_request(wanted, body, target.credential)
+        return provider.build_request(wanted, body, cred)
 
     def translate_response(self, target: Target, raw: bytes) -> tuple[bytes, dict[str, Any] | None]:
         """The provider's success body -> (bytes for the client, canonical usage or None)."""
@@ -88,6 +93,13 @@ class Exchange:
                 f"The upstream {target.credential.name} returned a body Lockgate cannot read: {exc}",
                 provider=target.credential.name,
             ) from exc
+        if not canonical.get("model"):
+            canonical["model"] = target.model  # dialects whose bodies do not name the model
+        if self.endpoint.canonical == EMBEDDINGS and self.body.data.get("encoding_format") == "base64":
+            # Translated embeddings come back as floats; the OpenAI SDK asks for base64 by default.
+            for item in canonical.get("data") or ():
+                if isinstance(item.get("embedding"), list):
+                    item["embedding"] = encode_base64_embedding(item["embedding"])
         usage = canonical.get("usage")
         if self.endpoint.dialect == ANTHROPIC:
             canonical = anthropic.chat_response_to_messages(canonical, model=self.body.data["model"])

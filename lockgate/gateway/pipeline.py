@@ -17,6 +17,7 @@ from lockgate.catalog import Catalog, cost
 from lockgate.errors import BadRequest, InvalidJSON, LockgateError, UpstreamError
 from lockgate.gateway import validation
 from lockgate.gateway.attempts import UpstreamClient, call_route
+from lockgate.gateway.credentials import CredentialTokens
 from lockgate.gateway.exchange import ANTHROPIC, OPENAI, Endpoint, Exchange, text_of_response
 from lockgate.gateway.routing import Target
 from lockgate.gateway.streaming import (
@@ -29,7 +30,7 @@ from lockgate.gateway.streaming import (
 from lockgate.governance.auth import Authenticator
 from lockgate.governance.policy import check_model_allowed
 from lockgate.providers import anthropic
-from lockgate.providers.base import Body
+from lockgate.providers.base import Body, normalize_usage, stream_decoder
 from lockgate.server.http import JSON_HEADERS, SSE_HEADERS, Request, error_payload, read_body, send_bytes
 from lockgate.server.types import Headers, Receive, Scope, Send
 from lockgate.telemetry.records import RequestRecord
@@ -67,6 +68,7 @@ class Pipeline:
         writer: RecordWriter,
         catalog: Catalog,
         max_body_bytes: int,
+        tokens: CredentialTokens | None = None,
     ) -> None:
         self.auth = auth
         self.snapshots = snapshots
@@ -74,6 +76,7 @@ class Pipeline:
         self.writer = writer
         self.catalog = catalog
         self.max_body_bytes = max_body_bytes
+        self.tokens = tokens
 
     async def handle(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -85,7 +88,7 @@ class Pipeline:
             principal = self.auth.authenticate(request.headers, snapshot)  # 1. authenticate
             record.key_id, record.workspace_id = principal.key_id, principal.workspace_id
             request.body = await read_body(scope, receive, self.max_body_bytes)  # 2. read and validate
-            exchange = Exchange(endpoint, self._parse_body(endpoint, request.body))
+            exchange = Exchange(endpoint, self._parse_body(endpoint, request.body), self.tokens)
             record.requested_model = exchange.body.data["model"]
             record.stream = exchange.stream
             record.metadata = _parse_metadata(request.headers.get("x-lockgate-metadata"))
@@ -157,6 +160,7 @@ class Pipeline:
         started: float,
     ) -> None:
         mode: StreamMode
+        decoder = None
         if exchange.is_native(target):
             mode = (
                 OpenAIPassthrough(exchange.wants_usage)
@@ -165,6 +169,7 @@ class Pipeline:
             )
         else:
             translator = target.provider.stream_translator(exchange.endpoint.canonical, target.model)
+            decoder = stream_decoder(target.provider, exchange.endpoint.canonical)
             mode = TranslatedStream(
                 translator, exchange.endpoint.dialect, exchange.wants_usage, exchange.body.data["model"]
             )
@@ -176,6 +181,7 @@ class Pipeline:
             client_dialect=exchange.endpoint.dialect,
             started=started,
             upstream_name=target.credential.name,
+            decoder=decoder,
         )
         record.ttft_ms = result.ttft_ms
         if result.usage is not None and result.error is None:
@@ -193,6 +199,7 @@ class Pipeline:
 
     def _settle(self, record: RequestRecord, target: Target, usage: dict[str, Any], source: str) -> None:
         """Exact usage -> cost. The budgets issue adds: release the reservation, charge the spend."""
+        usage = normalize_usage(target.provider, usage)
         record.set_usage(usage, source)
         info = self.catalog.lookup(target.model, target.credential.provider)
         record.cost_usd = cost(info, usage)

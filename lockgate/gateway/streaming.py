@@ -9,7 +9,9 @@ Three modes, picked by dialect:
   relayed byte for byte; only events carrying usage or an error are decoded.
 - ``AnthropicPassthrough``: Anthropic client, Anthropic provider. Same, with
   usage read from ``message_start``/``message_delta``.
-- ``TranslatedStream``: anything else, through canonical chat chunks.
+- ``TranslatedStream``: anything else, through canonical chat chunks. Its events come
+  from SSE or, for a provider with its own framing (Bedrock's binary event stream),
+  from the provider's ``stream_decoder`` as ``(name, payload)`` pairs.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import orjson
 
 from lockgate.errors import LockgateError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
 from lockgate.providers import anthropic
-from lockgate.providers.base import StreamTranslator
+from lockgate.providers.base import StreamDecoder, StreamTranslator
 from lockgate.server.sse import DONE, DONE_EVENT, SSEDecoder, SSEEvent, encode_data, encode_event
 from lockgate.server.types import Headers, Send
 
@@ -183,15 +185,23 @@ class TranslatedStream:
     def usage(self) -> dict[str, Any] | None:
         return self._translator.usage
 
-    def on_event(self, event: SSEEvent) -> bytes | None:
-        if event.data == DONE:
+    def on_event(self, event: SSEEvent | tuple[str | None, dict[str, Any]]) -> bytes | None:
+        if isinstance(event, tuple):  # already decoded by the provider's stream decoder
+            name, payload = event
+        else:
+            if event.data == DONE:
+                self.ended = True
+                return None
+            if event.event == "message_stop":
+                self.ended = True
+            if event.event == "ping" or not event.data:
+                return None
+            name, payload = event.event, _load(event.data)
+        out = self._emit(self._translator.feed(name, payload))
+        # Streams without a terminator of their own end when the translator says so.
+        if getattr(self._translator, "done", False):
             self.ended = True
-            return None
-        if event.event == "message_stop":
-            self.ended = True
-        if event.event == "ping" or not event.data:
-            return None
-        return self._emit(self._translator.feed(event.event, _load(event.data)))
+        return out
 
     def _emit(self, chunks: list[dict[str, Any]]) -> bytes | None:
         out: list[bytes] = []
@@ -225,15 +235,19 @@ async def relay(
     client_dialect: str,
     started: float,
     upstream_name: str,
+    decoder: StreamDecoder | None = None,
 ) -> StreamResult:
-    """Relay one stream to the client; never raises for upstream failures (they end the stream)."""
+    """Relay one stream to the client; never raises for upstream failures (they end the stream).
+
+    ``decoder`` is the provider's own framing (only with ``TranslatedStream``); SSE by default.
+    """
     result = StreamResult()
-    decoder = SSEDecoder()
+    events: SSEDecoder | StreamDecoder = decoder if decoder is not None else SSEDecoder()
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     clean = False
     try:
         async for chunk in upstream.content.iter_any():
-            out = [piece for event in decoder.feed(chunk) if (piece := mode.on_event(event))]
+            out = [piece for event in events.feed(chunk) if (piece := mode.on_event(event))]  # type: ignore[arg-type]
             if out:
                 if result.ttft_ms is None:
                     result.ttft_ms = (time.perf_counter() - started) * 1000.0
