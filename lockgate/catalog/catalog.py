@@ -36,14 +36,17 @@ Capability = Literal[
 ]
 
 # Prefixes that name a provider differently from its registry id: LiteLLM/OpenRouter
-# spellings, and Gemini's ``models/`` resource names.
+# spellings, Gemini's ``models/`` resource names, and Vertex (which serves Gemini's models).
 _PROVIDER_ALIASES = {
-    "gemini": "google",
-    "vertex_ai": "google",
-    "models": "google",
+    "google": "gemini",
+    "vertex": "gemini",
+    "vertex_ai": "gemini",
+    "models": "gemini",
     "x-ai": "xai",
     "mistralai": "mistral",
 }
+# Bedrock cross-region inference profiles: ``us.anthropic.claude-...`` is the model's price.
+_REGION_PROFILE = re.compile(r"^(?:us|eu|apac|us-gov|global|jp|au|ca)\.(?=[a-z]+\.)")
 # Dated snapshots: ``-2024-08-06``, ``-20250929`` and Vertex's ``@20250929``.
 _DATE_SUFFIX = re.compile(r"[-@](?:\d{4}-\d{2}-\d{2}|\d{8})$")
 # Model names come from clients, so the memo of slow-path answers must stay bounded.
@@ -86,7 +89,7 @@ class ModelInfo(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    provider: str = Field(min_length=1, description="Provider registry id, e.g. openai, anthropic, google.")
+    provider: str = Field(min_length=1, description="Provider registry id, e.g. openai, anthropic, gemini.")
     id: str = Field(min_length=1, description="Canonical model id as the provider's API spells it.")
     aliases: tuple[str, ...] = Field((), description="Other ids for the same model, e.g. dated snapshots.")
     mode: Mode = Field("chat", description="Endpoint family: chat, embedding or completion.")
@@ -235,6 +238,8 @@ class Catalog:
             provider = _PROVIDER_ALIASES.get(provider, provider)
         name = model.strip().lower()
         info = self._undated(name, provider)
+        if info is None and (profile := _REGION_PROFILE.match(name)) is not None:
+            info = self._undated(name[profile.end() :], provider)
         if info is None and "/" in name:
             head, _, rest = name.partition("/")
             if head.startswith("@"):

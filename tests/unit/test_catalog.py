@@ -44,7 +44,8 @@ REQUIRED = {
         "claude-haiku-4-5",
         "claude-3-5-haiku",
     ],
-    "google": [
+    "gemini": [
+        "gemini-3-pro-preview",
         "gemini-2.5-pro",
         "gemini-2.5-flash",
         "gemini-2.5-flash-lite",
@@ -63,6 +64,18 @@ REQUIRED = {
     "together": ["meta-llama/Llama-3.3-70B-Instruct-Turbo", "meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo"],
     "deepseek": ["deepseek-chat", "deepseek-reasoner"],
     "xai": ["grok-3", "grok-3-mini", "grok-4"],
+    "bedrock": [
+        "anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "anthropic.claude-3-5-haiku-20241022-v1:0",
+        "amazon.nova-pro-v1:0",
+        "amazon.nova-lite-v1:0",
+        "meta.llama3-3-70b-instruct-v1:0",
+        "amazon.titan-embed-text-v2:0",
+        "cohere.embed-english-v3",
+    ],
+    "cohere": ["command-a-03-2025", "command-r-08-2024", "embed-v4.0", "embed-english-v3.0"],
+    "perplexity": ["sonar", "sonar-pro", "sonar-reasoning-pro"],
+    "cerebras": ["llama-3.3-70b", "gpt-oss-120b"],
 }
 
 
@@ -216,8 +229,9 @@ def test_extended_adds_and_replaces(catalog: Catalog) -> None:
         ("claude-sonnet-4-5-20250929", None, ("anthropic", "claude-sonnet-4-5")),  # alias
         ("openai/gpt-4o", None, ("openai", "gpt-4o")),  # provider prefix
         ("anthropic/claude-haiku-4-5", None, ("anthropic", "claude-haiku-4-5")),
-        ("gemini/gemini-2.5-pro", None, ("google", "gemini-2.5-pro")),  # prefix alias
-        ("models/gemini-2.5-flash", None, ("google", "gemini-2.5-flash")),  # Gemini resource name
+        ("google/gemini-2.5-pro", None, ("gemini", "gemini-2.5-pro")),  # prefix alias
+        ("vertex_ai/gemini-2.5-pro", None, ("gemini", "gemini-2.5-pro")),
+        ("models/gemini-2.5-flash", None, ("gemini", "gemini-2.5-flash")),  # Gemini resource name
         (
             "together/meta-llama/Llama-3.3-70B-Instruct-Turbo",
             None,
@@ -237,7 +251,15 @@ def test_extended_adds_and_replaces(catalog: Catalog) -> None:
         (" gpt-4o ", None, ("openai", "gpt-4o")),
         ("gpt-4o-2024-05-13", None, ("openai", "gpt-4o-2024-05-13")),  # own entry beats the fallback
         ("gpt-4o", "azure", ("openai", "gpt-4o")),  # provider is a preference, not a filter
-        ("gemini-2.5-pro", "gemini", ("google", "gemini-2.5-pro")),
+        ("gemini-2.5-pro", "gemini", ("gemini", "gemini-2.5-pro")),
+        ("gemini-2.5-pro", "vertex", ("gemini", "gemini-2.5-pro")),  # Vertex serves Gemini's models
+        (
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",  # Bedrock cross-region profile
+            "bedrock",
+            ("bedrock", "anthropic.claude-sonnet-4-5-20250929-v1:0"),
+        ),
+        ("global.amazon.nova-lite-v1:0", None, ("bedrock", "amazon.nova-lite-v1:0")),
+        ("command-a", "cohere", ("cohere", "command-a-03-2025")),
         ("deepseek-chat", "deepseek", ("deepseek", "deepseek-chat")),
     ],
 )
