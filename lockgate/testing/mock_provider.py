@@ -1,4 +1,4 @@
-"""A real HTTP mock LLM provider on loopback, speaking the OpenAI and Anthropic dialects.
+"""A real HTTP mock LLM provider on loopback, speaking every dialect Lockgate translates.
 
 Tests and demos of the gateway use it as the upstream:
 
@@ -12,8 +12,11 @@ Tests and demos of the gateway use it as the upstream:
     lockgate mock-provider --port 9090          # CLI: run(); steer it over HTTP with /__mock/*
 
 Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST /v1/embeddings``,
-``GET /v1/models[/{model}]`` (OpenAI dialect, ``mock_provider_openai.py``) and ``POST /v1/messages``
-(Anthropic dialect, ``mock_provider_anthropic.py``). Replies and token counts are deterministic;
+``GET /v1/models[/{model}]`` (OpenAI dialect, ``mock_provider_openai.py``), ``POST /v1/messages``
+(Anthropic dialect, ``mock_provider_anthropic.py``), Gemini and Vertex AI (``mock_provider_gemini.py``),
+Bedrock Converse with its binary event stream (``mock_provider_bedrock.py``), Cohere v2
+(``mock_provider_cohere.py``), and Azure OpenAI / AI Foundry paths plus the Entra ID and Google
+OAuth token endpoints (``mock_provider_azure.py``). Replies and token counts are deterministic;
 the rules live in ``mock_provider_common.py``.
 
 Control API (never recorded, never faulted): ``POST /__mock/faults`` (one fault object or a
@@ -42,15 +45,18 @@ import orjson
 from aiohttp import web
 
 from lockgate.testing import mock_provider_anthropic as anthropic
+from lockgate.testing import mock_provider_azure as azure
+from lockgate.testing import mock_provider_bedrock as bedrock
+from lockgate.testing import mock_provider_cohere as cohere
+from lockgate.testing import mock_provider_gemini as gemini
 from lockgate.testing import mock_provider_openai as openai
 from lockgate.testing.mock_provider_common import (
     BadRequest,
     Call,
     JSONDict,
-    anthropic_error,
     count_tokens,
+    dialect_of,
     error_for,
-    is_anthropic_path,
     json_response,
     openai_error,
     reply_text,
@@ -125,6 +131,7 @@ class MockState:
         self._lock = threading.Lock()
         self._faults: list[JSONDict] = []
         self._requests: deque[JSONDict] = deque(maxlen=max_recorded)
+        self._tokens: list[tuple[str, str]] = []  # (token, audience) issued by the OAuth endpoints
 
     def add_faults(self, faults: Iterable[Mapping[str, Any]]) -> None:
         checked = [validate_fault(f) for f in faults]  # all or nothing
@@ -149,6 +156,18 @@ class MockState:
         with self._lock:
             self._requests.append(entry)
 
+    def issue_token(self, prefix: str, audience: str) -> str:
+        with self._lock:
+            token = f"{prefix}-{len(self._tokens) + 1}"
+            self._tokens.append((token, audience))
+            return token
+
+    @property
+    def tokens(self) -> list[tuple[str, str]]:
+        """OAuth access tokens issued so far, oldest first, with their tenant or audience."""
+        with self._lock:
+            return list(self._tokens)
+
     @property
     def faults(self) -> list[JSONDict]:
         with self._lock:
@@ -170,6 +189,8 @@ class MockState:
     def clear(self) -> None:
         self.clear_faults()
         self.clear_requests()
+        with self._lock:
+            self._tokens.clear()
 
 
 @dataclass(frozen=True)
@@ -233,6 +254,8 @@ def _endpoint(handler: Handler, auth: AuthCheck, *, needs_body: bool) -> RouteHa
         if config.latency_ms:
             await asyncio.sleep(config.latency_ms / 1000)
         model = body.get("model") if isinstance(body, dict) else None
+        # Gemini, Bedrock and Azure name the model (or deployment) in the path.
+        model = model or request.match_info.get("model")
         fault = state.take_fault(model, request.path) or {}
         if fault:
             response = await _fault_response(request, fault)
@@ -244,7 +267,9 @@ def _endpoint(handler: Handler, auth: AuthCheck, *, needs_body: bool) -> RouteHa
         denied = auth(request)
         if denied is not None:
             return denied
-        request_id_header = "request-id" if is_anthropic_path(request.path) else "x-request-id"
+        request_id_header = {"anthropic": "request-id", "bedrock": "x-amzn-requestid"}.get(
+            dialect_of(request.path), "x-request-id"
+        )
         call = Call(
             request=request,
             body=body if isinstance(body, dict) else {},
@@ -256,8 +281,8 @@ def _endpoint(handler: Handler, auth: AuthCheck, *, needs_body: bool) -> RouteHa
         try:
             return await handler(call)
         except BadRequest as exc:
-            if is_anthropic_path(request.path):
-                return anthropic_error(400, exc.message)
+            if dialect_of(request.path) != "openai":
+                return error_for(request.path, 400, exc.message)
             return openai_error(400, exc.message, param=exc.param)
 
     return serve
@@ -330,6 +355,36 @@ def create_app(*, latency_ms: float = 0, chunk_delay_ms: float = 0) -> web.Appli
     router.add_get("/v1/models", _endpoint(openai.list_models, openai.check_any_auth, needs_body=False))
     router.add_get("/v1/models/{model}", _endpoint(openai.get_model, openai.check_any_auth, needs_body=False))
     router.add_post("/v1/messages", _endpoint(anthropic.messages, anthropic.check_auth, needs_body=True))
+    gemini_handler = _endpoint(gemini.handle, gemini.check_auth, needs_body=True)
+    router.add_post("/v1beta/models/{model}:{method}", gemini_handler)
+    router.add_post("/v1/publishers/google/models/{model}:{method}", gemini_handler)
+    router.add_post(
+        "/v1/projects/{project}/locations/{region}/publishers/google/models/{model}:{method}", gemini_handler
+    )
+    router.add_post(
+        "/model/{model}/converse", _endpoint(bedrock.converse, bedrock.check_auth, needs_body=True)
+    )
+    router.add_post(
+        "/model/{model}/converse-stream",
+        _endpoint(bedrock.converse_stream, bedrock.check_auth, needs_body=True),
+    )
+    router.add_post("/model/{model}/invoke", _endpoint(bedrock.invoke, bedrock.check_auth, needs_body=True))
+    router.add_post("/v2/chat", _endpoint(cohere.chat, cohere.check_auth, needs_body=True))
+    router.add_post("/v2/embed", _endpoint(cohere.embed, cohere.check_auth, needs_body=True))
+    for op, handler in (
+        ("chat/completions", azure.CHAT),
+        ("completions", azure.COMPLETIONS),
+        ("embeddings", azure.EMBEDDINGS),
+    ):
+        router.add_post(
+            f"/openai/deployments/{{model}}/{op}", _endpoint(handler, azure.check_auth, needs_body=True)
+        )
+    router.add_post(
+        "/models/chat/completions", _endpoint(openai.chat_completions, azure.check_auth, needs_body=True)
+    )
+    router.add_post("/models/embeddings", _endpoint(openai.embeddings, azure.check_auth, needs_body=True))
+    router.add_post("/oauth2/token", azure.google_token)
+    router.add_post("/{tenant}/oauth2/v2.0/token", azure.entra_token)
     # Last: any other path or method gets the provider's own 404 (OpenAI answers "Invalid URL").
     router.add_route("*", "/{tail:.*}", _endpoint(_unknown, _no_auth, needs_body=False))
     return app
@@ -361,6 +416,10 @@ class MockProvider:
     @property
     def faults(self) -> list[JSONDict]:
         return self.state.faults
+
+    @property
+    def tokens(self) -> list[tuple[str, str]]:
+        return self.state.tokens
 
     def add_fault(self, **fault: Any) -> None:
         self.state.add_faults([fault])
@@ -423,6 +482,11 @@ class MockProviderThread:
     def faults(self) -> list[JSONDict]:
         return self._mock.faults
 
+    @property
+    def tokens(self) -> list[tuple[str, str]]:
+        """OAuth access tokens the mock's token endpoints issued, with tenant or audience."""
+        return self._mock.tokens
+
     def add_fault(self, **fault: Any) -> None:
         self._mock.add_fault(**fault)  # MockState is thread-safe: no hop onto the loop needed
 
@@ -471,7 +535,7 @@ def run(host: str = "127.0.0.1", port: int = 9090, latency_ms: float = 0, chunk_
     async def serve() -> None:
         mock = MockProvider(host=host, port=port, latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms)
         await mock.start()
-        print(f"Lockgate mock provider (OpenAI + Anthropic dialects) listening on {mock.url}", flush=True)
+        print(f"Lockgate mock provider (all dialects) listening on {mock.url}", flush=True)
         try:
             await asyncio.Event().wait()
         finally:

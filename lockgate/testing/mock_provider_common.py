@@ -225,14 +225,79 @@ def anthropic_error(status: int, message: str, *, headers: dict[str, str] | None
     return json_response({"type": "error", "error": {"type": kind, "message": message}}, status, headers)
 
 
+_GOOGLE_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+_AWS_ERRORS = {
+    400: "ValidationException",
+    403: "AccessDeniedException",
+    404: "ResourceNotFoundException",
+    408: "ModelTimeoutException",
+    424: "ModelErrorException",
+    429: "ThrottlingException",
+    500: "InternalServerException",
+    503: "ServiceUnavailableException",
+}
+
+
+def gemini_error(status: int, message: str, *, headers: dict[str, str] | None = None) -> web.Response:
+    error = {"code": status, "message": message, "status": _GOOGLE_STATUS.get(status, "UNKNOWN")}
+    return json_response({"error": error}, status, headers)
+
+
+def bedrock_error(
+    status: int, message: str, *, headers: dict[str, str] | None = None, kind: str | None = None
+) -> web.Response:
+    name = kind or _AWS_ERRORS.get(
+        status, "InternalServerException" if status >= 500 else "ValidationException"
+    )
+    all_headers = {"x-amzn-ErrorType": f"{name}:http://internal.amazon.com/coral/com.amazon.bedrock/"}
+    return json_response({"message": message}, status, {**all_headers, **(headers or {})})
+
+
+def cohere_error(status: int, message: str, *, headers: dict[str, str] | None = None) -> web.Response:
+    return json_response({"id": new_id(""), "message": message}, status, headers)
+
+
+def dialect_of(path: str) -> str:
+    """Which dialect owns a path: openai, anthropic, gemini, bedrock or cohere."""
+    if path.startswith("/v1/messages"):
+        return "anthropic"
+    if path.startswith("/model/"):
+        return "bedrock"
+    if path.startswith("/v2/"):
+        return "cohere"
+    if path.startswith(("/v1beta/", "/v1/projects/", "/v1/publishers/")):
+        return "gemini"
+    return "openai"
+
+
 def is_anthropic_path(path: str) -> bool:
-    return path.startswith("/v1/messages")
+    return dialect_of(path) == "anthropic"
+
+
+_ERRORS = {
+    "anthropic": anthropic_error,
+    "gemini": gemini_error,
+    "bedrock": bedrock_error,
+    "cohere": cohere_error,
+}
 
 
 def error_for(path: str, status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     """An error in the shape of the dialect that owns ``path``."""
-    if is_anthropic_path(path):
-        return anthropic_error(status, message, headers=headers)
+    shaper = _ERRORS.get(dialect_of(path))
+    if shaper is not None:
+        return shaper(status, message, headers=headers)
     return openai_error(status, message, headers=headers)
 
 
@@ -270,14 +335,10 @@ class SSEStream:
     event, so a cut stream never ends cleanly.
     """
 
-    def __init__(self, call: Call) -> None:
+    def __init__(self, call: Call, content_type: str = "text/event-stream; charset=utf-8") -> None:
         self.call = call
         self.response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream; charset=utf-8",
-                "Cache-Control": "no-cache",
-                **call.extra_headers,
-            }
+            headers={"Content-Type": content_type, "Cache-Control": "no-cache", **call.extra_headers}
         )
         self.content_sent = 0
         self.cut = False
@@ -287,6 +348,12 @@ class SSEStream:
         await self.response.prepare(self.call.request)
 
     async def send(self, data: Any, *, event: str | None = None, kind: str = "meta") -> None:
+        payload = data if isinstance(data, str) else dumps(data)
+        frame = (f"event: {event}\n" if event else "") + f"data: {payload}\n\n"
+        await self.send_frame(frame.encode(), kind=kind)
+
+    async def send_frame(self, frame: bytes, *, kind: str = "meta") -> None:
+        """One already-encoded frame (an SSE event, or a binary event-stream message)."""
         limit = self.call.cut_after_chunks
         if (
             not self.cut
@@ -299,9 +366,7 @@ class SSEStream:
         if self._started and self.call.chunk_delay_ms:
             await asyncio.sleep(self.call.chunk_delay_ms / 1000)
         self._started = True
-        payload = data if isinstance(data, str) else dumps(data)
-        frame = (f"event: {event}\n" if event else "") + f"data: {payload}\n\n"
-        await self.response.write(frame.encode())
+        await self.response.write(frame)
         if kind == "content":
             self.content_sent += 1
 
