@@ -170,9 +170,10 @@ class GeminiStreamToChat:
                 out.append(self._chunk(index, {"role": "assistant", "content": ""}))
             first = self._tool_count.get(index, 0)
             texts, thoughts, calls = _read_parts(candidate, f"{self._id}:{index}", first)
-            if thoughts:
+            # Final chunks often carry an empty text part: nothing to relay.
+            if "".join(thoughts):
                 out.append(self._chunk(index, {"reasoning_content": "".join(thoughts)}))
-            if texts:
+            if "".join(texts):
                 out.append(self._chunk(index, {"content": "".join(texts)}))
             if calls:
                 deltas = [{"index": first + k, **call} for k, call in enumerate(calls)]
