@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from lockgate.testing import mock_provider_quirks as quirks
 from lockgate.testing.mock_provider_common import (
     ENCODING,
     MESSAGE_OVERHEAD,
@@ -254,7 +255,7 @@ async def chat_completions(call: Call) -> web.StreamResponse:
     payload: JSONDict = {**base, "choices": choices}
     if not call.no_usage:
         payload["usage"] = usage
-    return json_response(payload, headers=call.extra_headers)
+    return json_response(quirks.response(model, payload), headers=call.extra_headers)
 
 
 async def _stream_chat(
@@ -300,7 +301,13 @@ async def _stream_chat(
         await stream.send(chunk(i, {}, plan.finish_reason), kind="end")
     if include_usage and not call.no_usage:
         await stream.send(
-            {**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}, kind="end"
+            {
+                **base,
+                "object": "chat.completion.chunk",
+                "choices": [],
+                "usage": quirks.usage(base["model"], usage),
+            },
+            kind="end",
         )
     await stream.send("[DONE]", kind="end")
     return await stream.finish()

@@ -115,9 +115,17 @@ def dialect_config(mock_url: str) -> dict[str, Any]:
             },
             {"name": "mock-foundry", "provider": "azure-foundry", "base_url": mock_url, "api_key": "f-key"},
             {"name": "mock-deepseek", "provider": "deepseek", "base_url": f"{mock_url}/v1", "api_key": "ds"},
+            {
+                "name": "mock-perplexity",
+                "provider": "perplexity",
+                "base_url": f"{mock_url}/v1",
+                "api_key": "pp",
+            },
         ],
         "models": [
             {"alias": "gemini-flash", "targets": ["@mock-gemini/gemini-2.5-flash"]},
+            {"alias": "deepseek-reasoner", "targets": ["@mock-deepseek/deepseek-reasoner"]},
+            {"alias": "sonar", "targets": ["@mock-perplexity/sonar"]},
             {"alias": "vertex-pro", "targets": ["@mock-vertex/gemini-2.5-pro"]},
             {
                 "alias": "bedrock-claude",
@@ -400,3 +408,52 @@ def test_records_carry_reported_usage_and_cost(dialects: GatewayThread, client: 
     records = [r for r in dialects.records() if r["provider"] == "mock-cohere" and r["status"] == 200]
     assert records and records[-1]["usage_source"] == "reported"
     assert records[-1]["cost_usd"] > 0
+
+
+# --- the OpenAI-compatible family's quirks, kept end to end -----------------------------------
+
+
+def test_deepseek_reasoning_and_cache_hits(client: openai.OpenAI, dialects: GatewayThread) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="deepseek-reasoner",
+        messages=[{"role": "user", "content": "hello"}],
+        max_completion_tokens=64,
+    )
+    completion = raw.parse()
+    assert completion.choices[0].message.model_extra["reasoning_content"].startswith("Mock reasoning")
+    assert completion.usage.model_extra["prompt_cache_hit_tokens"] == completion.usage.prompt_tokens // 2
+    sent = [r for r in dialects_requests(dialects) if r["model"] == "deepseek-reasoner"][-1]
+    # prompt_cache_hit_tokens counted as cached: billed at the cache-hit price (0.028 vs 0.28 $/M).
+    prompt, hit = completion.usage.prompt_tokens, completion.usage.prompt_tokens // 2
+    assert sent["cached_tokens"] == hit
+    expected = ((prompt - hit) * 0.28 + hit * 0.028 + completion.usage.completion_tokens * 0.42) / 1e6
+    assert sent["cost_usd"] == pytest.approx(expected)
+    assert float(raw.headers["x-lockgate-cost-usd"]) == pytest.approx(expected, abs=1e-8)
+
+
+def test_deepseek_stream_usage_is_normalised(client: openai.OpenAI, dialects: GatewayThread) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model="deepseek-reasoner", messages=[{"role": "user", "content": "stream"}], stream=True
+        )
+    )
+    assert all(c.usage is None for c in chunks)  # asked for by Lockgate, not shown
+    record = [r for r in dialects_requests(dialects) if r["model"] == "deepseek-reasoner"][-1]
+    assert record["stream"] and record["usage_source"] == "reported" and record["cached_tokens"] > 0
+
+
+def test_perplexity_citations_pass_through(client: openai.OpenAI, mock: MockProviderThread) -> None:
+    completion = client.chat.completions.create(
+        model="sonar", messages=[{"role": "user", "content": "news?"}], stream_options=None
+    )
+    assert completion.model_extra["citations"] == ["https://example.com/a", "https://example.com/b"]
+    assert completion.model_extra["search_results"][0]["title"] == "Example A"
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(
+            model="sonar", messages=[{"role": "user", "content": "x"}], tools=[WEATHER_TOOL]
+        )
+    assert err.value.body["param"] == "tools"
+
+
+def dialects_requests(gateway: GatewayThread) -> list[dict[str, Any]]:
+    return gateway.records()
