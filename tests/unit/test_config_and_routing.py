@@ -71,3 +71,67 @@ def test_route_resolution() -> None:
     for bad in ("@missing/gpt-4o", "@team-claude", "nosuch/model", "totally-unknown"):
         with pytest.raises(ModelNotFound):
             table.resolve(bad)
+
+
+def test_cloud_credentials_from_env() -> None:
+    creds = credentials_from_env(
+        {
+            "GOOGLE_API_KEY": "g-key",
+            "CO_API_KEY": "co-key",
+            "AZURE_OPENAI_API_KEY": "az-key",
+            "AZURE_OPENAI_ENDPOINT": "https://res.openai.azure.com",
+            "AZURE_OPENAI_API_VERSION": "2025-04-01-preview",
+            "AWS_ACCESS_KEY_ID": "AKID",
+            "AWS_SECRET_ACCESS_KEY": "secret",
+            "AWS_REGION": "eu-central-1",
+            "GOOGLE_APPLICATION_CREDENTIALS": "/etc/sa.json",
+            "GOOGLE_CLOUD_PROJECT": "proj",
+        }
+    )
+    by_name = {c.name: c for c in creds}
+    assert by_name["gemini"].api_key == "g-key" and by_name["cohere"].api_key == "co-key"
+    assert by_name["azure"].base_url == "https://res.openai.azure.com"
+    assert by_name["azure"].options == {"api_version": "2025-04-01-preview"}
+    assert by_name["bedrock"].options == {
+        "region": "eu-central-1",
+        "access_key_id": "AKID",
+        "secret_access_key": "secret",
+    }
+    assert by_name["vertex"].options == {"service_account": "/etc/sa.json", "project": "proj"}
+    assert "azure-foundry" not in by_name  # no AZURE_AI_* variables
+    bearer = {c.name: c for c in credentials_from_env({"AWS_BEARER_TOKEN_BEDROCK": "ABSK"})}
+    assert bearer["bedrock"].api_key == "ABSK" and bearer["bedrock"].options == {}
+
+
+@pytest.mark.parametrize(
+    ("integration", "needle"),
+    [
+        ("{name: v, provider: vertex, api_key: tok}", "options.project"),
+        ("{name: b, provider: bedrock, options: {access_key_id: AKID}}", "secret_access_key"),
+        ("{name: b, provider: bedrock}", "bedrock needs"),
+        ("{name: a, provider: azure, api_key: k}", "needs a base_url"),
+    ],
+)
+def test_cloud_integrations_are_checked_at_load(tmp_path: Path, integration: str, needle: str) -> None:
+    from lockgate.config import credentials_from_file
+
+    path = tmp_path / "lockgate.yaml"
+    path.write_text(f"integrations: [{integration}]")
+    with pytest.raises(ConfigError, match=needle):
+        credentials_from_file(load_file(path))
+
+
+def test_the_openai_path_never_loads_botocore() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lockgate.app\n"
+        "from lockgate.providers.base import Body, Credential, get_provider\n"
+        "get_provider('openai').build_request('chat', Body({'model': 'm', 'messages': []}),"
+        " Credential('o', 'openai', 'http://x', 'k'))\n"
+        "assert get_provider('bedrock') and get_provider('vertex')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'botocore'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
