@@ -161,6 +161,10 @@ class BedrockProvider:
             )  # fmt: skip
         elif cred.api_key:
             headers["authorization"] = f"Bearer {cred.api_key}"
+        elif "authorization" not in {k.lower() for k in cred.headers}:
+            raise BadRequest(
+                f"The bedrock integration {cred.name!r} has no credentials: {self.check_credential(cred)}."
+            )
         # Extra headers are added after signing: they are sent but not signed.
         headers.update(cred.headers)
         return UpstreamRequest(url, headers, raw, dropped_params=dropped)

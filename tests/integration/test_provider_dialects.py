@@ -8,6 +8,7 @@ and Azure OpenAI / AI Foundry (with an Entra ID token endpoint), all over real H
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from lockgate.testing.mock_provider import MockProviderThread
+from tests.admin_harness import admin_client, admin_gateway, ok
 from tests.gateway_harness import GatewayThread
 
 WEATHER_TOOL = {
@@ -153,7 +155,7 @@ def dialect_config(mock_url: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def dialects(mock: MockProviderThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayThread]:
     mock.clear()
-    with GatewayThread(
+    with admin_gateway(
         tmp_path_factory.mktemp("dialects"), dialect_config(mock.url), request_timeout=5.0, demo=True
     ) as gw:
         # Tokens the gateway minted at startup, by tenant (Entra) or audience (Google).
@@ -408,6 +410,30 @@ def test_records_carry_reported_usage_and_cost(dialects: GatewayThread, client: 
     records = [r for r in dialects.records() if r["provider"] == "mock-cohere" and r["status"] == 200]
     assert records and records[-1]["usage_source"] == "reported"
     assert records[-1]["cost_usd"] > 0
+
+
+def test_an_integration_added_at_runtime_gets_its_token_minted(
+    client: openai.OpenAI, dialects: GatewayThread, mock: MockProviderThread
+) -> None:
+    entra = {"tenant_id": "tenant-late", "client_id": "app", "client_secret": "s", "authority_host": mock.url}
+    with admin_client(dialects) as admin:
+        ok(admin.post("/integrations", json={"name": "late-azure", "provider": "azure", "base_url": mock.url,
+                                             "options": {"entra": entra}}), 201)  # fmt: skip
+        ok(admin.post("/models", json={"alias": "late", "targets": ["@late-azure/gpt-4o-mini"]}), 201)
+    deadline = time.monotonic() + 10
+    while True:  # the snapshot reloads within a poll interval; the token follows at once
+        try:
+            completion = client.chat.completions.create(
+                model="late", messages=[{"role": "user", "content": "hi"}]
+            )
+            break
+        except (openai.NotFoundError, openai.APIStatusError) as exc:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the new integration never became usable: {exc}") from exc
+            time.sleep(0.05)
+    assert completion.choices[0].message.content.startswith("Mock reply to: hi")
+    sent = _upstream_requests(mock, "/openai/deployments/gpt-4o-mini/")[-1]
+    assert mock.tokens == [(sent["headers"]["authorization"].removeprefix("Bearer "), "tenant-late")]
 
 
 # --- the OpenAI-compatible family's quirks, kept end to end -----------------------------------

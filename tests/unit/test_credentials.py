@@ -200,3 +200,36 @@ def test_credentials_that_need_no_token_pass_unchanged() -> None:
     tokens = CredentialTokens([Credential("o", "openai", "x", api_key="k")])
     cred = Credential("o", "openai", "x", api_key="k")
     assert tokens.names == [] and tokens.apply(cred) is cred
+
+
+async def test_sync_follows_the_snapshot_integrations() -> None:
+    clock = Clock()
+    async with TokenServer() as server, aiohttp.ClientSession() as session:
+        tokens = CredentialTokens(clock=clock)
+        first = vertex(server.url)
+        tokens.sync([first, Credential("o", "openai", "x", api_key="k")])
+        assert tokens.names == ["vx"]
+        await tokens.refresh_due(session)
+        assert tokens.apply(first).headers["authorization"] == "Bearer tok-1"
+        tokens.sync([first])  # same settings: the token is kept, nothing minted
+        await tokens.refresh_due(session)
+        assert len(server.forms) == 1
+        changed = vertex(server.url, scope="https://www.googleapis.com/auth/generative-language")
+        tokens.sync([changed])  # new settings: the old token is never sent again
+        with pytest.raises(UpstreamError, match="not minted yet"):
+            tokens.apply(changed)
+        await tokens.refresh_due(session)
+        assert tokens.apply(changed).headers["authorization"] == "Bearer tok-2"
+        tokens.sync([])  # removed
+        assert tokens.names == [] and tokens.apply(changed) is changed
+
+
+def test_sync_reports_a_broken_integration_on_its_requests_only() -> None:
+    broken = Credential(
+        "bad", "vertex", "x", options={"project": "p", "service_account": {"client_email": "e"}}
+    )
+    fine = Credential("o", "openai", "x", api_key="k")
+    tokens = CredentialTokens([broken, fine])
+    with pytest.raises(UpstreamError, match="lacks private_key"):
+        tokens.apply(broken)
+    assert tokens.apply(fine) is fine

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from anthropic_fixtures import openai_sdk_final_completion, zero_created
 
-from lockgate.errors import UnsupportedParameter, UpstreamError, UpstreamProtocolError
+from lockgate.errors import BadRequest, UnsupportedParameter, UpstreamError, UpstreamProtocolError
 from lockgate.providers.base import CHAT, EMBEDDINGS, Body, Credential, get_provider, parse_upstream_error
 from lockgate.providers.bedrock_converse import ConverseStreamToChat, chat_to_converse, converse_to_chat
 from lockgate.providers.bedrock_eventstream import EventStreamDecoder
@@ -304,6 +304,12 @@ def test_bedrock_api_key_is_a_bearer_token() -> None:
     )
     assert request.headers["authorization"] == "Bearer ABSKexample"
     assert request.url.startswith("https://bedrock-runtime.us-east-1.amazonaws.com/")
+
+
+def test_an_integration_without_credentials_is_a_bad_request() -> None:
+    body = Body({"model": "m.x", "messages": [{"role": "user", "content": "hi"}]})
+    with pytest.raises(BadRequest, match="no credentials"):
+        BEDROCK.build_request(CHAT, body, _cred())
 
 
 def test_check_credential() -> None:
