@@ -78,6 +78,9 @@ async def apply(
     ctx: Ctx,
     actor: Who,
     dry_run: Annotated[bool, Query(description="Show the diff without changing anything.")] = False,
+    merge: Annotated[
+        bool, Query(description="Create and update only, as API-managed objects; delete nothing.")
+    ] = False,
 ) -> dict[str, Any]:
     actor.require("owner")
     try:
@@ -87,7 +90,7 @@ async def apply(
         raise BadRequest(
             str(exc), param=".".join(str(p) for p in first) or "yaml", code="invalid_config"
         ) from exc
-    result = await apply_config(ctx.control, ctx.secrets, config, actor.audit, dry_run=dry_run)
+    result = await apply_config(ctx.control, ctx.secrets, config, actor.audit, dry_run=dry_run, merge=merge)
     await ctx.changed(result.version)
     return {
         "object": "config_apply",

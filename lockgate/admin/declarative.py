@@ -7,6 +7,11 @@ object that disappears from the file is deleted, while objects made through the
 admin API are never pruned. Applying the same file twice changes nothing
 (no version bump, no audit rows), which is what makes start-up apply safe on
 every worker.
+
+A *merge* (``merge=True``, what ``lockgate import --apply`` uses) creates and
+updates the document's objects as API-managed ones and deletes nothing: an
+imported fragment must neither prune the start-up file's objects nor be pruned
+by the next start-up apply.
 """
 
 from __future__ import annotations
@@ -64,9 +69,10 @@ async def apply_config(
     actor: AuditActor = FILE_ACTOR,
     *,
     dry_run: bool = False,
+    merge: bool = False,
 ) -> ApplyResult:
     async with control.change(actor) as tx:
-        applier = _Applier(tx, secrets, dry_run)
+        applier = _Applier(tx, secrets, dry_run, merge)
         await applier.run(config)
         result = ApplyResult(applier.changes, dry_run, None, applier.generated)
         version = tx.version if tx.changed else None
@@ -75,10 +81,11 @@ async def apply_config(
 
 
 class _Applier:
-    def __init__(self, tx: Change, secrets: SecretBox, dry_run: bool) -> None:
+    def __init__(self, tx: Change, secrets: SecretBox, dry_run: bool, merge: bool = False) -> None:
         self.tx = tx
         self.secrets = secrets
         self.dry_run = dry_run
+        self.source = "api" if merge else "file"
         self.changes: list[PlannedChange] = []
         self.generated: dict[str, str] = {}
         self.workspace_ids: dict[str, str] = {}
@@ -133,7 +140,8 @@ class _Applier:
             )
         for i, key in enumerate(config.keys):
             await self._key(key, f"keys.{i}")
-        await self._prune()
+        if self.source == "file":
+            await self._prune()
 
     async def _key(self, key: Any, where: str) -> None:
         workspace_id = self._workspace(key.workspace, f"{where}.workspace")
@@ -193,10 +201,10 @@ class _Applier:
             self.changes.append(PlannedChange("create", kind.name, name, _shown(kind, {}, values)))
             if self.dry_run:
                 return None
-            row = await self.tx.create(kind, {**values, **(create_extra or {}), "source": "file"})
+            row = await self.tx.create(kind, {**values, **(create_extra or {}), "source": self.source})
         else:
             diff = {k: v for k, v in values.items() if existing.get(k) != v}
-            if existing["source"] != "file":
+            if self.source == "file" and existing["source"] != "file":
                 diff["source"] = "file"
             if diff:
                 self.changes.append(PlannedChange("update", kind.name, name, _shown(kind, existing, diff)))

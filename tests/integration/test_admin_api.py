@@ -271,3 +271,23 @@ def test_apply_is_idempotent_and_shows_a_diff_first(gw: GatewayThread, mock: Moc
             ("delete", "gitops"),
             ("delete", "gitops-model"),
         }
+
+
+def test_merge_apply_creates_and_updates_but_never_deletes(gw: GatewayThread) -> None:
+    managed = {"yaml": yaml.safe_dump({"workspaces": [{"name": "merge-file"}]})}
+    fragment = {"yaml": yaml.safe_dump({"workspaces": [{"name": "merge-fragment", "description": "v1"}]})}
+    with admin_client(gw) as admin:
+        ok(admin.post("/config/apply", json=managed))
+        merged = ok(admin.post("/config/apply", params={"merge": "true"}, json=fragment))
+        assert [(c["action"], c["name"]) for c in merged["changes"]] == [("create", "merge-fragment")]
+        names = {w["name"]: w for w in ok(admin.get("/workspaces", params={"limit": 200}))["data"]}
+        assert "merge-file" in names  # the file's workspace is not pruned by a merge
+        assert names["merge-fragment"]["source"] == "api"
+        # A later full apply of the file leaves the merged (API-managed) workspace alone.
+        again = ok(admin.post("/config/apply", json=managed))
+        assert not any(c["action"] == "delete" for c in again["changes"])
+        fragment_v2 = yaml.safe_dump({"workspaces": [{"name": "merge-fragment", "description": "v2"}]})
+        updated = ok(admin.post("/config/apply", params={"merge": "true"}, json={"yaml": fragment_v2}))
+        assert updated["changes"][0]["fields"] == {"description": ["v1", "v2"]}
+        assert ok(admin.get("/workspaces", params={"name": "merge-fragment"}))["data"][0]["source"] == "api"
+        ok(admin.post("/config/apply", json={"yaml": "{}"}))  # leave no file-managed objects behind
