@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lockgate import cli_control
+from lockgate.commands import integrations, keys, routes, workspaces
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Lockgate: the AI gateway and control plane."
@@ -23,6 +24,11 @@ app.add_typer(logs_app, name="logs")
 app.add_typer(cli_control.db_app, name="db")
 app.add_typer(cli_control.admin_app, name="admin")
 app.command("apply")(cli_control.apply)
+app.add_typer(workspaces.app, name="workspaces")
+app.add_typer(keys.app, name="keys")
+app.add_typer(integrations.app, name="integrations")
+app.add_typer(routes.models_app, name="models")
+app.add_typer(routes.configs_app, name="configs")
 console = Console()
 
 

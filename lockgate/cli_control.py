@@ -6,18 +6,14 @@ import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
-import orjson
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
+from lockgate.commands.client import DEFAULT_URL, AdminClient, AdminKey, AsJson, Url, console, print_json
+
 db_app = typer.Typer(no_args_is_help=True, help="The database schema.")
 admin_app = typer.Typer(no_args_is_help=True, help="Admin identities (works on the database directly).")
 
-Url = Annotated[str, typer.Option(envvar="LOCKGATE_URL", help="The gateway's base URL.")]
-AdminKey = Annotated[str, typer.Option(envvar="LOCKGATE_ADMIN_KEY", help="An admin key.")]
 DatabaseUrl = Annotated[str | None, typer.Option(help="Defaults to LOCKGATE_DATABASE_URL.")]
 
 
@@ -91,22 +87,30 @@ def admin_create(
 
 def apply(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="lockgate.yaml")],
-    url: Url = "http://127.0.0.1:8080",
+    url: Url = DEFAULT_URL,
     admin_key: AdminKey = "",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the diff only.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON answer.")] = False,
+    merge: Annotated[
+        bool,
+        typer.Option(
+            "--merge", help="Create and update only; never delete (a fragment, not the whole state)."
+        ),
+    ] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Apply a lockgate.yaml through the admin API (idempotent; --dry-run shows the diff)."""
-    reply = _call(
-        url,
-        admin_key,
-        "POST",
-        "/config/apply",
-        params={"dry_run": str(dry_run).lower()},
-        json={"yaml": file.read_text()},
-    )
+    reply = apply_text(AdminClient(url, admin_key), file.read_text(), dry_run=dry_run, merge=merge)
+    print_apply(reply, as_json)
+
+
+def apply_text(api: AdminClient, text: str, *, dry_run: bool, merge: bool) -> dict[str, Any]:
+    params = {"dry_run": str(dry_run).lower(), "merge": str(merge).lower()}
+    return api.call("POST", "/config/apply", params=params, json={"yaml": text})
+
+
+def print_apply(reply: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        console.print_json(orjson.dumps(reply).decode())
+        print_json(reply)
         return
     table = Table("action", "kind", "name", "fields", box=None)
     for change in reply["changes"]:
@@ -114,26 +118,3 @@ def apply(
     console.print(table if reply["changes"] else "no changes")
     for name, key in reply["generated_keys"].items():
         console.print(f"generated API key {name}: [bold]{key}[/bold]  (shown once)")
-
-
-def _call(url: str, admin_key: str, method: str, path: str, **kwargs: Any) -> Any:
-    if not admin_key:
-        raise typer.BadParameter("set LOCKGATE_ADMIN_KEY or pass --admin-key", param_hint="--admin-key")
-    try:
-        reply = httpx.request(
-            method,
-            url.rstrip("/") + "/admin/v1" + path,
-            headers={"authorization": f"Bearer {admin_key}"},
-            timeout=30,
-            **kwargs,
-        )
-    except httpx.TransportError as exc:
-        console.print(f"[red]error:[/red] cannot reach {url}: {exc}")
-        raise typer.Exit(1) from exc
-    body = reply.json()
-    if reply.status_code >= 400:
-        error = body.get("error", {})
-        where = f" ({error['param']})" if error.get("param") else ""
-        console.print(f"[red]error {reply.status_code}:[/red] {error.get('message')}{where}")
-        raise typer.Exit(1)
-    return body

@@ -59,4 +59,4 @@ def test_admin_create_and_apply(tmp_path: Path, mock: MockProviderThread) -> Non
         bad = tmp_path / "bad.yaml"
         bad.write_text("workspaces: [{name: 'no spaces allowed'}]")
         failed = lockgate("apply", str(bad), env=cli_env)
-        assert failed.returncode == 1 and "workspaces.0.name" in failed.stdout
+        assert failed.returncode == 1 and "workspaces.0.name" in failed.stderr
