@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lockgate import cli_control
-from lockgate.commands import integrations, keys, routes, workspaces
+from lockgate.commands import importing, integrations, keys, routes, workspaces
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Lockgate: the AI gateway and control plane."
@@ -29,6 +29,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(integrations.app, name="integrations")
 app.add_typer(routes.models_app, name="models")
 app.add_typer(routes.configs_app, name="configs")
+app.add_typer(importing.app, name="import")
 console = Console()
 
 

@@ -17,12 +17,28 @@ def load(name: str) -> Any:
 
 
 def at_mock(document: dict[str, Any], mock_url: str) -> dict[str, Any]:
-    """The document with every integration pointed at the mock provider (its dialect's root)."""
+    """The document with every integration pointed at the mock provider (its dialect's root).
+
+    Self-hosted servers (vLLM, Ollama) take no key, but the mock wants one: they get a
+    stand-in ``authorization`` header, ``Bearer local``.
+    """
     out = {**document, "integrations": []}
     for item in document.get("integrations", []):
         base = mock_url if item["provider"] == "anthropic" else f"{mock_url}/v1"
-        out["integrations"].append({**item, "base_url": base})
+        moved = {**item, "base_url": base}
+        if "api_key" not in item:
+            moved["headers"] = {**item.get("headers", {}), "authorization": "Bearer local"}
+        out["integrations"].append(moved)
     return out
+
+
+def expected_auth(document: dict[str, Any], integration: str, env: dict[str, str]) -> tuple[str, str]:
+    """(header, value) the mock should see from this integration of an ``at_mock`` document."""
+    item = next(i for i in document["integrations"] if i["name"] == integration)
+    if "api_key" not in item:
+        return "authorization", "Bearer local"
+    value = env[item["api_key"][2:-1]]
+    return ("x-api-key", value) if item["provider"] == "anthropic" else ("authorization", f"Bearer {value}")
 
 
 def leaf_targets(node: dict[str, Any]) -> list[str]:

@@ -10,7 +10,7 @@ written in snake_case. What changes is how a leaf names its credential:
   Each becomes an integration of that name, ``provider: "@name"`` in the leaf, and
   a secret reference ``${LOCKGATE_SECRET_<NAME>}`` to fill in. Its provider comes
   from ``virtual_keys`` (the CLI's ``--virtual-key NAME=PROVIDER``), else from a
-  provider id inside the name (``openai-prod-7f3a``), else from the catalog entry
+  provider id inside the name (``openai-prod-7f3a``, ``team-anthropic``), else from the catalog entry
   of ``override_params.model``.
 - ``provider: <id>`` with an ``api_key`` (and maybe ``custom_host``, Azure or
   OpenAI organisation fields) becomes an integration too; a literal key is not
@@ -256,10 +256,12 @@ class _Walker:
         if given is not None:
             return PROVIDERS.get(given, given)
         tokens = held.lower().replace("_", "-").split("-")
-        for n in range(len(tokens), 0, -1):  # longest provider id first: azure-openai before azure
-            candidate = "-".join(tokens[:n])
-            if candidate in PROVIDERS or provider_available(candidate):
-                return PROVIDERS.get(candidate, candidate)
+        # A provider id in the name, longest first (azure-openai before azure), from any position.
+        for size in range(len(tokens), 0, -1):
+            for start in range(len(tokens) - size + 1):
+                candidate = "-".join(tokens[start : start + size])
+                if candidate in PROVIDERS or provider_available(candidate):
+                    return PROVIDERS.get(candidate, candidate)
         model = (leaf.get("override_params") or {}).get("model")
         info = Catalog.default().lookup(model) if isinstance(model, str) else None
         return info.provider if info is not None else None

@@ -78,9 +78,7 @@ def test_loadbalance_with_inline_keys_camel_case_and_a_cloud_target() -> None:
 
 
 def test_nested_conditional_without_azure(azure_missing: None) -> None:
-    result = import_portkey(
-        load("portkey/nested.json"), config_id="tiers", virtual_keys={"main-openai": "openai"}
-    )
+    result = import_portkey(load("portkey/nested.json"), config_id="tiers")
     config = only_config(result)
     assert config["strategy"]["mode"] == "conditional" and config["strategy"]["default"] == "free"
     pro, free = config["targets"]
@@ -88,7 +86,7 @@ def test_nested_conditional_without_azure(azure_missing: None) -> None:
     assert pro["targets"][0]["targets"] == [
         {"provider": "@main-openai", "override_params": {"model": "gpt-4o"}, "weight": 1}
     ]
-    # team-claude names no provider: the catalog knows claude-sonnet-4-5 is Anthropic's.
+    # main-openai says its provider; team-claude does not, but the catalog knows claude-sonnet-4-5.
     assert pro["targets"][1] == {
         "provider": "@team-claude",
         "override_params": {"model": "claude-sonnet-4-5"},
