@@ -186,9 +186,10 @@ def import_litellm(data: Any) -> ImportResult:
         models.append(alias)
         if config is not None:
             configs.append(config)
-    for extra, target in _group_aliases(settings.get("model_group_alias"), findings):
+    alias_path = settings.where.get("model_group_alias", "")
+    for extra, target in _group_aliases(settings.get("model_group_alias"), alias_path, findings):
         if target not in groups:
-            findings.unsupported(f"router_settings.model_group_alias.{extra}", f"no model_name {target!r}")
+            findings.unsupported(f"{alias_path}.{extra}", f"{target!r} has no imported deployment")
             continue
         base = next(m for m in models if m["alias"] == target)
         models.append({**base, "alias": extra})
@@ -201,9 +202,19 @@ def import_litellm(data: Any) -> ImportResult:
     return result
 
 
-def _settings(data: dict[str, Any], findings: Findings) -> dict[str, Any]:
+@dataclass(slots=True)
+class _Settings:
     """router_settings over litellm_settings (LiteLLM reads both for these keys)."""
-    merged: dict[str, Any] = {}
+
+    values: dict[str, Any] = field(default_factory=dict)
+    where: dict[str, str] = field(default_factory=dict)  # key -> its path in the source
+
+    def get(self, key: str) -> Any:
+        return self.values.get(key)
+
+
+def _settings(data: dict[str, Any], findings: Findings) -> _Settings:
+    merged = _Settings()
     for section in ("litellm_settings", "router_settings"):
         values = data.get(section) or {}
         if not isinstance(values, dict):
@@ -211,20 +222,20 @@ def _settings(data: dict[str, Any], findings: Findings) -> dict[str, Any]:
             continue
         for key, value in values.items():
             if key in _SETTINGS_HANDLED:
-                merged[key] = value
-                merged.setdefault("_where", {})[key] = f"{section}.{key}"
+                merged.values[key] = value
+                merged.where[key] = f"{section}.{key}"
             else:
                 findings.unsupported(f"{section}.{key}", _HINTS.get(key, "not imported"))
     strategy = merged.get("routing_strategy")
     if strategy not in (None, "simple-shuffle"):
         findings.changed(
-            merged["_where"]["routing_strategy"],
+            merged.where["routing_strategy"],
             f"{strategy!r} becomes Lockgate's weighted, health-aware loadbalance",
         )
     cache_params = merged.get("cache_params")
     if isinstance(cache_params, dict) and set(cache_params) - {"ttl"}:
         findings.changed(
-            merged["_where"]["cache_params"],
+            merged.where["cache_params"],
             "only ttl is kept; Lockgate caches in memory, or in Redis with LOCKGATE_REDIS_URL",
         )
     return merged
@@ -261,7 +272,8 @@ def _deployment(
         )
         return None
     if "*" in model or "*" in entry["model_name"]:
-        return _wildcard(entry, params, provider, where, book, findings)
+        _wildcard(entry, params, provider, where, book, findings)
+        return None
     integration = _integration(params, provider, p, book, findings)
     if integration is None:
         return None
@@ -340,7 +352,7 @@ def _wildcard(
 ) -> None:
     if entry["model_name"] == "*" and params["model"] == "*":
         findings.unsupported(where, "a catch-all '*' route has no Lockgate equivalent")
-        return None
+        return
     name = _integration(params, provider, f"{where}.litellm_params", book, findings)
     if name is not None:
         findings.changed(
@@ -350,20 +362,21 @@ def _wildcard(
 
 
 class _Routes:
-    def __init__(self, groups: dict[str, list[Deployment]], settings: dict[str, Any], findings: Findings):
+    def __init__(self, groups: dict[str, list[Deployment]], settings: _Settings, findings: Findings):
         self.groups = groups
         self.findings = findings
-        where = settings.get("_where", {})
+        where = settings.where
         self.fallbacks = _fallbacks(settings.get("fallbacks"), where.get("fallbacks", ""), findings)
         defaults = settings.get("default_fallbacks") or []
         self.default_fallbacks = [str(d) for d in defaults] if isinstance(defaults, list) else []
         self.policy = _policy(settings, findings)
-        for group, chain in [*self.fallbacks.items(), ("(default_fallbacks)", self.default_fallbacks)]:
+        chains = [(where.get("fallbacks", ""), g, c) for g, c in self.fallbacks.items()]
+        chains.append((where.get("default_fallbacks", ""), "every model_name", self.default_fallbacks))
+        for path, group, chain in chains:
             for fb in chain:
                 if fb not in groups:
                     findings.unsupported(
-                        where.get("fallbacks", "fallbacks"),
-                        f"{group} falls back to {fb!r}, which is no model_name here; left out",
+                        path, f"{group} falls back to {fb!r}, which has no imported deployment; left out"
                     )
 
     def chain(self, name: str) -> list[str]:
@@ -414,15 +427,15 @@ def _fallbacks(value: Any, where: str, findings: Findings) -> dict[str, list[str
     return out
 
 
-def _policy(settings: dict[str, Any], findings: Findings) -> dict[str, Any]:
+def _policy(settings: _Settings, findings: Findings) -> dict[str, Any]:
     policy: dict[str, Any] = {}
-    where = settings.get("_where", {})
+    where = settings.where
     retries = settings.get("num_retries")
     if isinstance(retries, int) and retries > 0:
         policy["retry"] = {"attempts": min(retries, 10)}
         if retries > 10:
             findings.changed(where["num_retries"], "Lockgate retries at most 10 times")
-    timeout = settings.get("timeout", settings.get("request_timeout"))
+    timeout = settings.get("timeout") or settings.get("request_timeout")
     if isinstance(timeout, int | float) and timeout > 0:
         policy["request_timeout"] = int(timeout * 1000)
     fails, cooldown = settings.get("allowed_fails"), settings.get("cooldown_time")
@@ -447,14 +460,12 @@ def _policy(settings: dict[str, Any], findings: Findings) -> dict[str, Any]:
     return policy
 
 
-def _group_aliases(value: Any, findings: Findings) -> list[tuple[str, str]]:
+def _group_aliases(value: Any, path: str, findings: Findings) -> list[tuple[str, str]]:
     out = []
     for extra, target in (value or {}).items() if isinstance(value, dict) else []:
         if isinstance(target, dict):
             if target.get("hidden"):
-                findings.changed(
-                    f"router_settings.model_group_alias.{extra}", "hidden aliases are listed in /v1/models"
-                )
+                findings.changed(f"{path}.{extra}", "hidden aliases are listed in /v1/models")
             target = target.get("model")
         if isinstance(target, str):
             out.append((str(extra), target))

@@ -183,14 +183,20 @@ def test_unusable_sources_fail_with_a_reason() -> None:
                 {"model_name": "odd", "litellm_params": {"model": "made-up-provider/x"}},
                 {"model_name": "compat", "litellm_params": {"model": "openai_like/m"}},
             ],
-            "router_settings": {"fallbacks": [{"ok": ["missing-group"]}]},
+            "router_settings": {
+                "fallbacks": [{"ok": ["missing-group"]}],
+                "default_fallbacks": ["odd"],
+                "model_group_alias": {"alias-of-odd": "odd"},
+            },
         }
     )
     found = findings(skipped)
     assert "needs litellm_params.model" in found["model_list.1"]
     assert "'made-up-provider/'" in found["model_list.2.litellm_params.model"]
     assert "needs api_base" in found["model_list.3.litellm_params.api_base"]
-    assert "'missing-group'" in found["router_settings.fallbacks"]
+    assert "'missing-group', which has no imported deployment" in found["router_settings.fallbacks"]
+    assert "every model_name falls back to 'odd'" in found["router_settings.default_fallbacks"]
+    assert "'odd' has no imported deployment" in found["router_settings.model_group_alias.alias-of-odd"]
     # A provider's key variable is read, as LiteLLM would, when the deployment names none.
     assert skipped.document["integrations"] == [
         {"name": "openai", "provider": "openai", "api_key": "${OPENAI_API_KEY}"}
