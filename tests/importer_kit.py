@@ -24,7 +24,8 @@ def at_mock(document: dict[str, Any], mock_url: str) -> dict[str, Any]:
     """
     out = {**document, "integrations": []}
     for item in document.get("integrations", []):
-        base = mock_url if item["provider"] == "anthropic" else f"{mock_url}/v1"
+        # Anthropic and Azure paths start at the root (/v1/messages, /openai/deployments/...).
+        base = mock_url if item["provider"] in ("anthropic", "azure") else f"{mock_url}/v1"
         moved = {**item, "base_url": base}
         if "api_key" not in item:
             moved["headers"] = {**item.get("headers", {}), "authorization": "Bearer local"}
@@ -38,7 +39,8 @@ def expected_auth(document: dict[str, Any], integration: str, env: dict[str, str
     if "api_key" not in item:
         return "authorization", "Bearer local"
     value = env[item["api_key"][2:-1]]
-    return ("x-api-key", value) if item["provider"] == "anthropic" else ("authorization", f"Bearer {value}")
+    header = {"anthropic": "x-api-key", "azure": "api-key"}.get(item["provider"])
+    return (header, value) if header else ("authorization", f"Bearer {value}")
 
 
 def leaf_targets(node: dict[str, Any]) -> list[str]:
