@@ -8,13 +8,15 @@ turns it into the error envelope in one place.
     ├── BadRequest                      400 invalid_request_error
     │   ├── InvalidJSON                 400 invalid_request_error / invalid_json
     │   ├── UnsupportedParameter        400 invalid_request_error / unsupported_parameter
-    │   └── BodyTooLarge                413 invalid_request_error / request_too_large
+    │   ├── BodyTooLarge                413 invalid_request_error / request_too_large
+    │   └── GuardrailDenied             400 guardrail_denied / <check type>
     ├── AuthenticationFailed            401 authentication_error / invalid_api_key
     ├── PermissionDenied                403 permission_error / permission_denied
     ├── NotFound                        404 invalid_request_error
     │   └── ModelNotFound               404 invalid_request_error / model_not_found
     ├── MethodNotAllowed                405 invalid_request_error / method_not_allowed
     ├── Conflict                        409 invalid_request_error / conflict
+    ├── GuardrailUnavailable            503 guardrail_error / guardrail_unavailable (fail-closed)
     └── UpstreamError                   502 upstream_error       (carries the last upstream status)
         ├── UpstreamUnreachable         502 upstream_error / upstream_unreachable
         ├── UpstreamTimeout             504 timeout_error / upstream_timeout  (also an asyncio.TimeoutError)
@@ -63,6 +65,38 @@ class UnsupportedParameter(BadRequest):
 class BodyTooLarge(BadRequest):
     status = 413
     code = "request_too_large"
+
+
+class GuardrailDenied(BadRequest):
+    """A guardrail refused the request (or, mid-stream, the answer). ``code`` is the failed check."""
+
+    type = "guardrail_denied"
+
+    def __init__(self, guardrail: str, check: str, explanation: str, stage: str = "input") -> None:
+        what = "The request was refused" if stage == "input" else "The response was withheld"
+        reason = f": {explanation}" if explanation else ""
+        super().__init__(f"{what} by guardrail {guardrail!r} (check {check!r}){reason}", code=check or None)
+        self.guardrail, self.check, self.stage = guardrail, check, stage
+
+    def to_dict(self) -> dict:
+        body = super().to_dict()
+        body["error"]["guardrail"] = {"name": self.guardrail, "check": self.check, "stage": self.stage}
+        return body
+
+
+class GuardrailUnavailable(LockgateError):
+    """A fail-closed guardrail could not give a verdict (its check erred or timed out)."""
+
+    status = 503
+    type = "guardrail_error"
+    code = "guardrail_unavailable"
+
+    def __init__(self, guardrail: str, check: str, problem: str) -> None:
+        super().__init__(
+            f"The guardrail {guardrail!r} could not check this request (check {check!r}: {problem}); "
+            "it is configured to fail closed."
+        )
+        self.guardrail, self.check = guardrail, check
 
 
 class AuthenticationFailed(LockgateError):

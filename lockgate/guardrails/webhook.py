@@ -1,0 +1,114 @@
+"""Bring-your-own check: POST the text to your HTTP service, signed, and obey its verdict.
+
+Request (JSON): ``{"stage", "model", "metadata", "parts": [{"role", "name", "text"}]}``.
+Signature: ``x-lockgate-signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">``
+with the configured secret (the Stripe scheme: the timestamp stops replays).
+Answer: ``{"verdict": true|false, "explanation": "...", "parts": ["new text", ...]}``;
+``parts`` (optional, same length) rewrites the text when the guardrail redacts.
+Timeouts and transport errors raise, and the runner applies the guardrail's on_error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+from pydantic import Field, SecretStr
+
+from lockgate.guardrails.base import CheckInput, Finding, Params, Verdict, check
+
+SIGNATURE_HEADER = "x-lockgate-signature"
+
+
+class WebhookError(Exception):
+    """The webhook could not give a verdict (status, body or transport)."""
+
+
+class WebhookParams(Params):
+    url: str = Field(pattern=r"^https?://", description="Your service's endpoint.")
+    secret: SecretStr | None = Field(None, description="HMAC key for x-lockgate-signature; use ${ENV_VAR}.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
+    timeout_ms: int = Field(1000, ge=1, le=60_000, description="Whole-call timeout.")
+
+
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify(
+    secret: str, body: bytes, header: str, *, tolerance_s: int = 300, now: float | None = None
+) -> bool:
+    """For webhook authors (and tests): is ``header`` a valid signature of ``body``?"""
+    fields = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
+    try:
+        timestamp = int(fields["t"])
+    except (KeyError, ValueError):
+        return False
+    if abs((now if now is not None else time.time()) - timestamp) > tolerance_s:
+        return False
+    expected = sign(secret, body, timestamp).rpartition("v1=")[2]
+    return hmac.compare_digest(expected, fields.get("v1", ""))
+
+
+@check(
+    "webhook",
+    WebhookParams,
+    description="Your own HTTP service decides (signed request, timeout).",
+    mutates=True,
+)
+async def webhook(data: CheckInput, params: WebhookParams) -> Verdict:
+    payload = {
+        "stage": data.stage,
+        "model": data.model,
+        "metadata": dict(data.metadata),
+        "parts": [{"role": p.role, "name": p.name, "text": p.text} for p in data.parts],
+    }
+    body = orjson.dumps(payload)
+    headers = {"content-type": "application/json", **params.headers}
+    if params.secret is not None:
+        headers[SIGNATURE_HEADER] = sign(params.secret.get_secret_value(), body, int(time.time()))
+    timeout = aiohttp.ClientTimeout(total=params.timeout_ms / 1000)
+    try:
+        if data.http is not None:
+            answer = await _post(data.http, params.url, body, headers, timeout)
+        else:
+            async with aiohttp.ClientSession() as session:
+                answer = await _post(session, params.url, body, headers, timeout)
+    except aiohttp.ClientError as exc:
+        raise WebhookError(f"webhook {params.url} failed: {exc}") from exc
+    return _verdict(answer, data)
+
+
+async def _post(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], limit: Any
+) -> Any:
+    async with session.post(url, data=body, headers=headers, timeout=limit) as response:
+        raw = await response.read()
+        if response.status != 200:
+            raise WebhookError(f"webhook {url} answered {response.status}: {raw[:200]!r}")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise WebhookError(f"webhook {url} answered with a body that is not JSON") from exc
+
+
+def _verdict(answer: Any, data: CheckInput) -> Verdict:
+    if not isinstance(answer, dict) or not isinstance(answer.get("verdict"), bool):
+        raise WebhookError("webhook answer must be a JSON object with a boolean 'verdict'")
+    explanation = str(answer.get("explanation") or "")
+    new_parts = answer.get("parts")
+    findings: list[Finding] = []
+    if new_parts is not None:
+        if not isinstance(new_parts, list) or len(new_parts) != len(data.parts):
+            raise WebhookError("webhook 'parts' must be a list with one text per part sent")
+        for i, (part, text) in enumerate(zip(data.parts, new_parts, strict=True)):
+            if not isinstance(text, str):
+                raise WebhookError("webhook 'parts' must hold strings")
+            if text != part.text:
+                findings.append(Finding(i, 0, len(part.text), "webhook", text))
+    return Verdict(answer["verdict"], explanation, findings)
