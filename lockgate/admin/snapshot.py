@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -23,6 +23,7 @@ from lockgate.gateway.routing import Route, RouteTable
 from lockgate.governance.auth import KeyEntry
 from lockgate.governance.policy import matches
 from lockgate.governance.secrets import SecretBox, SecretKeyError
+from lockgate.guardrails import GuardrailSet, build_guardrail_set
 from lockgate.providers.base import Credential, get_provider
 from lockgate.store.control import ControlState, Row
 from lockgate.store.tables import DEFAULT_WORKSPACE_ID
@@ -42,6 +43,8 @@ class Snapshot:
     integration_models: Mapping[str, tuple[str, ...]]
     configs: Mapping[str, RouteConfig]
     default_workspace_id: str = DEFAULT_WORKSPACE_ID
+    # Guardrail definitions (compiled) and what they are attached to.
+    guardrails: GuardrailSet = field(default_factory=GuardrailSet)
 
     def routes(self, workspace_id: str) -> RouteTable:
         return self.tables.get(workspace_id) or self.tables[self.default_workspace_id]
@@ -113,6 +116,7 @@ def build_snapshot(
         integration_workspaces=MappingProxyType(shared_with),
         integration_models=MappingProxyType(allowed_models),
         configs=MappingProxyType(configs),
+        guardrails=build_guardrail_set(state.guardrails, state.guardrail_attachments),
     )
 
 

@@ -29,6 +29,7 @@ from lockgate.gateway.streaming import (
 )
 from lockgate.governance.auth import Authenticator
 from lockgate.governance.policy import check_model_allowed
+from lockgate.guardrails import GuardSession
 from lockgate.providers import anthropic
 from lockgate.providers.base import Body, normalize_usage, stream_decoder
 from lockgate.server.http import JSON_HEADERS, SSE_HEADERS, Request, error_payload, read_body, send_bytes
@@ -83,6 +84,7 @@ class Pipeline:
         request = Request.from_scope(scope)
         record = RequestRecord(id=_request_id(), created_at=time.time(), endpoint=endpoint.name)
         headers: Headers = [(b"x-lockgate-request-id", record.id.encode())]
+        guards: GuardSession | None = None
         try:
             snapshot = self.snapshots.current  # one config version for the whole request
             principal = self.auth.authenticate(request.headers, snapshot)  # 1. authenticate
@@ -95,20 +97,31 @@ class Pipeline:
             check_model_allowed(principal, record.requested_model)
             route = snapshot.resolve(principal.workspace_id, record.requested_model)  # 3. resolve the route
             # 4. admission (usage policy, rate limits, budget reservation) — governance issue.
-            # 5. input guardrails — guardrails issue.  6. cache lookup — routing issue.
+            attached = snapshot.guardrails.for_request(principal.workspace_id, principal.key_id)
+            if attached:  # 5. input guardrails: deny raises, redact rewrites the body
+                guards = GuardSession(
+                    attached, model=record.requested_model, metadata=record.metadata, http=self.client.session
+                )
+                if await guards.check_input(endpoint.name, exchange.body.data):
+                    exchange.body.raw = None  # the client's bytes no longer match the body
+            # 6. cache lookup — routing issue.
             target, upstream_request, upstream = await call_route(  # 7. call upstream
                 self.client, route, exchange.build, stream=exchange.stream, record=record
             )
             record.provider, record.model = target.credential.name, target.model
             headers += _target_headers(target, record, upstream_request.dropped_params)
-            if exchange.stream:  # 8. relay (output guardrails on streams — guardrails issue)
-                await self._relay_stream(exchange, target, upstream.response, send, headers, record, started)
+            if exchange.stream:  # 8. relay, output guardrails on the way
+                await self._relay_stream(
+                    exchange, target, upstream.response, send, headers, record, started, guards
+                )
             else:
-                await self._respond(exchange, target, upstream.body or b"", send, headers, record)
+                await self._respond(exchange, target, upstream.body or b"", send, headers, record, guards)
         except LockgateError as exc:
             record.status, record.error_type, record.error_message = exc.status, exc.type, exc.message
             if exc.status == 429 and isinstance(exc, UpstreamError) and exc.retry_after:
                 headers.append((b"retry-after", exc.retry_after.encode()))
+            if guards is not None and (summary := guards.header()) is not None:
+                headers.append(summary)
             await send_bytes(
                 send,
                 exc.status,
@@ -116,6 +129,8 @@ class Pipeline:
                 [*JSON_HEADERS, *headers],
             )
         finally:
+            if guards is not None:
+                record.guardrails = guards.summary()
             record.latency_ms = (time.perf_counter() - started) * 1000.0
             self.writer.put(record)  # 10. record: queued, written in batches off the request path
 
@@ -136,6 +151,7 @@ class Pipeline:
         send: Send,
         headers: Headers,
         record: RequestRecord,
+        guards: GuardSession | None,
     ) -> None:
         body, usage = exchange.translate_response(target, raw)
         if usage is None:
@@ -144,6 +160,10 @@ class Pipeline:
         else:
             source = "reported"
         self._settle(record, target, usage, source)  # 9. settle
+        if guards is not None:  # 8. output guardrails (the answer is paid for even if withheld)
+            body = await guards.check_output(exchange.endpoint.name, body)
+            if (summary := guards.header()) is not None:
+                headers.append(summary)
         record.status = 200
         if record.cost_usd is not None:
             headers.append((b"x-lockgate-cost-usd", f"{record.cost_usd:.8f}".encode()))
@@ -158,6 +178,7 @@ class Pipeline:
         headers: Headers,
         record: RequestRecord,
         started: float,
+        guards: GuardSession | None,
     ) -> None:
         mode: StreamMode
         decoder = None
@@ -173,6 +194,11 @@ class Pipeline:
             mode = TranslatedStream(
                 translator, exchange.endpoint.dialect, exchange.wants_usage, exchange.body.data["model"]
             )
+        guard = None
+        if guards is not None:  # input verdicts only: output ones are not known when headers go
+            if (summary := guards.header()) is not None:
+                headers.append(summary)
+            guard = guards.stream_guard(exchange.endpoint.dialect, exchange.endpoint.name)
         result = await relay(
             mode,
             upstream,
@@ -182,6 +208,7 @@ class Pipeline:
             started=started,
             upstream_name=target.credential.name,
             decoder=decoder,
+            guard=guard,
         )
         record.ttft_ms = result.ttft_ms
         if result.usage is not None and result.error is None:

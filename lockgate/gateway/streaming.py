@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -28,6 +28,9 @@ from lockgate.providers import anthropic
 from lockgate.providers.base import StreamDecoder, StreamTranslator
 from lockgate.server.sse import DONE, DONE_EVENT, SSEDecoder, SSEEvent, encode_data, encode_event
 from lockgate.server.types import Headers, Send
+
+if TYPE_CHECKING:
+    from lockgate.guardrails.stream import StreamGuard
 
 
 @dataclass(slots=True)
@@ -236,10 +239,13 @@ async def relay(
     started: float,
     upstream_name: str,
     decoder: StreamDecoder | None = None,
+    guard: StreamGuard | None = None,
 ) -> StreamResult:
     """Relay one stream to the client; never raises for upstream failures (they end the stream).
 
     ``decoder`` is the provider's own framing (only with ``TranslatedStream``); SSE by default.
+    ``guard`` (output guardrails) sees every outgoing piece first and may hold, rewrite or
+    refuse it; without one, events go out exactly as the mode made them.
     """
     result = StreamResult()
     events: SSEDecoder | StreamDecoder = decoder if decoder is not None else SSEDecoder()
@@ -248,16 +254,22 @@ async def relay(
     try:
         async for chunk in upstream.content.iter_any():
             out = [piece for event in events.feed(chunk) if (piece := mode.on_event(event))]  # type: ignore[arg-type]
-            if out:
+            body = b"".join(out)
+            if guard is not None and body:
+                body = await guard.feed(body)
+            if body:
                 if result.ttft_ms is None:
                     result.ttft_ms = (time.perf_counter() - started) * 1000.0
-                await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+                await send({"type": "http.response.body", "body": body, "more_body": True})
         if not mode.ended:
             raise UpstreamProtocolError(
                 f"The upstream {upstream_name} closed the stream before the answer was complete.",
                 code="stream_interrupted",
             )
-        await send({"type": "http.response.body", "body": mode.tail(), "more_body": False})
+        tail = mode.tail()
+        if guard is not None:
+            tail = await guard.feed(tail) + await guard.finish()
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
         clean = True
     except LockgateError as exc:
         result.error = exc

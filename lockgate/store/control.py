@@ -35,6 +35,8 @@ from lockgate.store.tables import (
     admin_users,
     api_keys,
     config_state,
+    guardrail_attachments,
+    guardrails,
     integrations,
     model_aliases,
     organizations,
@@ -59,6 +61,10 @@ API_KEY = Kind("api_key", api_keys, "key", frozenset({"key_hash"}), "workspace_i
 INTEGRATION = Kind("integration", integrations, "int", frozenset({"secret_ciphertext"}))
 MODEL_ALIAS = Kind("model_alias", model_aliases, "mdl", workspace_column="workspace_id")
 ROUTE_CONFIG = Kind("route_config", route_configs, "cfg", workspace_column="workspace_id")
+GUARDRAIL = Kind("guardrail", guardrails, "grd", workspace_column="workspace_id")
+GUARDRAIL_ATTACHMENT = Kind(
+    "guardrail_attachment", guardrail_attachments, "gat", workspace_column="workspace_id"
+)
 ADMIN_USER = Kind("admin_user", admin_users, "usr")
 ADMIN_KEY = Kind("admin_key", admin_keys, "adk", frozenset({"key_hash"}))
 
@@ -90,6 +96,8 @@ class ControlState:
     integrations: list[Row]
     model_aliases: list[Row]
     route_configs: list[Row]
+    guardrails: list[Row] = field(default_factory=list)
+    guardrail_attachments: list[Row] = field(default_factory=list)
 
 
 def new_id(prefix: str) -> str:
@@ -187,6 +195,8 @@ class ControlStore:
                     integrations=await rows(integrations),
                     model_aliases=await rows(model_aliases),
                     route_configs=await rows(route_configs),
+                    guardrails=await rows(guardrails),
+                    guardrail_attachments=await rows(guardrail_attachments),
                 )
 
     @asynccontextmanager

@@ -57,6 +57,7 @@ request_logs = Table(
     Column("error_type", String(64)),
     Column("error_message", Text),
     Column("metadata", JSON),
+    Column("guardrails", JSON),  # verdicts, check latencies, redaction counts
     Index("ix_request_logs_created_at", "created_at"),
 )
 
@@ -156,6 +157,38 @@ route_configs = Table(
     Column("description", Text, nullable=False, server_default=""),
     Column("config", JSON, nullable=False),
     *_tracked(),
+)
+
+# Named guardrail definitions (lockgate/guardrails/definition.py), org-wide or one workspace's.
+guardrails = Table(
+    "guardrails",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("workspace_id", String(40), ForeignKey("workspaces.id")),  # null: org-wide
+    Column("description", Text, nullable=False, server_default=""),
+    Column("action", String(8), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("on_error", String(8), nullable=False),
+    Column("timeout_ms", Integer, nullable=False),
+    Column("roles", JSON),
+    Column("checks", JSON, nullable=False),
+    *_tracked(),
+)
+
+# The input_guardrails/output_guardrails lists (guardrail names, in order) of the org, a
+# workspace or a key. ``workspace_id`` is the workspace the target lives in (null for the org).
+guardrail_attachments = Table(
+    "guardrail_attachments",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("scope", String(16), nullable=False),  # org | workspace | key
+    Column("target_id", String(40), nullable=False),
+    Column("workspace_id", String(40), ForeignKey("workspaces.id")),
+    Column("input_guardrails", JSON, nullable=False),
+    Column("output_guardrails", JSON, nullable=False),
+    *_tracked(),
+    UniqueConstraint("scope", "target_id", name="uq_guardrail_attachments_target"),
 )
 
 admin_users = Table(

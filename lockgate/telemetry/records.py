@@ -39,6 +39,8 @@ class RequestRecord:
     error_type: str | None = None
     error_message: str | None = None
     metadata: dict[str, str] | None = None
+    # One entry per guardrail run: stage, name, verdict, redactions, per-check latency.
+    guardrails: list[dict[str, Any]] | None = None
 
     def set_usage(self, usage: dict[str, Any], source: str) -> None:
         def as_int(value: Any) -> int | None:

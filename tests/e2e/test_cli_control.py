@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from lockgate.store.migrate import head_revision
 from lockgate.testing.mock_provider import MockProviderThread
 from tests.admin_harness import admin_gateway
 from tests.gateway_harness import demo_config
@@ -32,7 +33,7 @@ def lockgate(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
 def test_admin_create_and_apply(tmp_path: Path, mock: MockProviderThread) -> None:
     env = {"LOCKGATE_DATABASE_URL": f"sqlite:///{tmp_path / 'lockgate.db'}"}
     upgraded = lockgate("db", "upgrade", env=env)
-    assert upgraded.returncode == 0 and "revision 0002" in upgraded.stdout, upgraded.stderr
+    assert upgraded.returncode == 0 and f"revision {head_revision()}" in upgraded.stdout, upgraded.stderr
     created = lockgate("admin", "create", "--name", "root", env=env)
     assert created.returncode == 0, created.stderr
     admin_key = next(w for w in created.stdout.split() if w.startswith("lga-"))
