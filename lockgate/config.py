@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from lockgate.errors import LockgateError
+from lockgate.guardrails.definition import AttachmentConfig, GuardrailConfig
 from lockgate.providers.base import Credential, get_provider, provider_names
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -137,6 +138,8 @@ class FileConfig(BaseModel):
     integrations: list[IntegrationConfig] = Field(default_factory=list)
     models: list[ModelAliasConfig] = Field(default_factory=list)
     configs: list[SavedConfig] = Field(default_factory=list)
+    guardrails: list[GuardrailConfig] = Field(default_factory=list)
+    guardrail_attachments: list[AttachmentConfig] = Field(default_factory=list)
 
 
 def _interpolate(value: Any) -> Any:
@@ -178,6 +181,8 @@ def parse_config_text(text: str, *, source: str = "config") -> FileConfig:
         ("config ids", [c.id for c in config.configs]),
         ("key names per workspace", [(k.workspace, k.name) for k in config.keys]),
         ("aliases per workspace", [(m.workspace, m.alias) for m in config.models]),
+        ("guardrail names", [g.name for g in config.guardrails]),
+        ("guardrail attachment targets", [a.target for a in config.guardrail_attachments]),
     ):
         if len(names) != len(set(names)):
             raise ConfigError(f"{source}: {section} must be unique")

@@ -130,7 +130,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_admin_app(ctx: AdminContext) -> FastAPI:
-    from lockgate.admin import api_audit, api_keys, api_objects, api_users, api_workspaces
+    from lockgate.admin import api_audit, api_guardrails, api_keys, api_objects, api_users, api_workspaces
 
     app = FastAPI(
         title="Lockgate admin API",
@@ -144,6 +144,6 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    for module in (api_workspaces, api_keys, api_objects, api_users, api_audit):
+    for module in (api_workspaces, api_keys, api_objects, api_guardrails, api_users, api_audit):
         app.include_router(module.router, prefix=PREFIX)
     return app

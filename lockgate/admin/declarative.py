@@ -27,6 +27,8 @@ from lockgate.governance.auth import generate_key, hash_key, key_hint
 from lockgate.governance.secrets import SecretBox, SecretKeyError
 from lockgate.store.control import (
     API_KEY,
+    GUARDRAIL,
+    GUARDRAIL_ATTACHMENT,
     INTEGRATION,
     MODEL_ALIAS,
     ROUTE_CONFIG,
@@ -140,6 +142,9 @@ class _Applier:
             )
         for i, key in enumerate(config.keys):
             await self._key(key, f"keys.{i}")
+        from lockgate.admin.declarative_guardrails import apply_guardrails
+
+        await apply_guardrails(self, config)
         if self.source == "file":
             await self._prune()
 
@@ -215,11 +220,19 @@ class _Applier:
         return row
 
     async def _prune(self) -> None:
-        for kind in (API_KEY, MODEL_ALIAS, ROUTE_CONFIG, INTEGRATION, WORKSPACE):
+        for kind in (
+            GUARDRAIL_ATTACHMENT,
+            GUARDRAIL,
+            API_KEY,
+            MODEL_ALIAS,
+            ROUTE_CONFIG,
+            INTEGRATION,
+            WORKSPACE,
+        ):
             for row in await self.tx.all(kind, source="file"):
                 if row["id"] in self.kept.get(kind.name, set()):
                     continue
-                name = row.get("name") or row.get("alias") or row["id"]
+                name = row.get("name") or row.get("alias") or row.get("target_id") or row["id"]
                 self.changes.append(PlannedChange("delete", kind.name, name))
                 if not self.dry_run:
                     if kind is WORKSPACE:
@@ -292,4 +305,7 @@ async def export_config(control: ControlStore) -> dict[str, Any]:
         if row["metadata"]:
             key["metadata"] = row["metadata"]
         out["keys"].append(key)
+    from lockgate.admin.declarative_guardrails import export_guardrails
+
+    out.update(export_guardrails(state, ws_names))
     return {k: v for k, v in out.items() if v}

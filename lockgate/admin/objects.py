@@ -9,7 +9,14 @@ from typing import Any
 from lockgate.errors import BadRequest, Conflict
 from lockgate.governance.secrets import SecretBox, mask
 from lockgate.providers.base import get_provider
-from lockgate.store.control import API_KEY, MODEL_ALIAS, ROUTE_CONFIG, Change
+from lockgate.store.control import (
+    API_KEY,
+    GUARDRAIL,
+    GUARDRAIL_ATTACHMENT,
+    MODEL_ALIAS,
+    ROUTE_CONFIG,
+    Change,
+)
 
 
 def secret_values(secrets: SecretBox, secret: str) -> dict[str, Any]:
@@ -67,7 +74,7 @@ def check_alias_refs(
 
 
 async def check_workspace_empty(tx: Change, workspace_id: str) -> None:
-    for kind in (API_KEY, MODEL_ALIAS, ROUTE_CONFIG):
+    for kind in (API_KEY, MODEL_ALIAS, ROUTE_CONFIG, GUARDRAIL, GUARDRAIL_ATTACHMENT):
         if await tx.find(kind, workspace_id=workspace_id) is not None:
             raise Conflict(
                 f"The workspace {workspace_id!r} still holds {kind.name} objects; delete or move them first.",

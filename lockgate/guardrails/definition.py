@@ -153,3 +153,29 @@ def check_stage(guardrail: Guardrail, stage: str, where: str) -> None:
                 f"{where}: the guardrail {guardrail.name!r} has a {c.type!r} check, which runs only on "
                 f"{'/'.join(sorted(c.spec.stages))}"
             )
+
+
+class AttachmentConfig(BaseModel):
+    """lockgate.yaml: the guardrail lists of the org, a workspace or a key (by names)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scope: Literal["org", "workspace", "key"]
+    workspace: str | None = Field(None, description="Workspace name (scope workspace or key).")
+    key: str | None = Field(None, description="Key name in that workspace (scope key).")
+    input_guardrails: list[str] = Field(default_factory=list, description="Run on requests, in order.")
+    output_guardrails: list[str] = Field(default_factory=list, description="Run on answers, in order.")
+
+    @model_validator(mode="after")
+    def _target(self) -> AttachmentConfig:
+        if self.scope == "org" and (self.workspace or self.key):
+            raise ValueError("scope 'org' takes no workspace or key")
+        if self.scope != "org" and not self.workspace:
+            raise ValueError(f"scope {self.scope!r} needs 'workspace'")
+        if (self.scope == "key") != (self.key is not None):
+            raise ValueError("'key' is given exactly when scope is 'key'")
+        return self
+
+    @property
+    def target(self) -> tuple[str, str | None, str | None]:
+        return (self.scope, self.workspace, self.key)
