@@ -2,22 +2,26 @@
 
 Request (JSON): ``{"stage", "model", "metadata", "parts": [{"role", "name", "text"}]}``.
 Signature: ``x-lockgate-signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">``
-with the configured secret (the Stripe scheme: the timestamp stops replays).
+with the secret read from the environment variable ``secret_env`` names (the
+Stripe scheme: the timestamp stops replays). The secret itself is never stored
+in the config store nor shown by the admin API; a missing variable is an error.
 Answer: ``{"verdict": true|false, "explanation": "...", "parts": ["new text", ...]}``;
 ``parts`` (optional, same length) rewrites the text when the guardrail redacts.
-Timeouts and transport errors raise, and the runner applies the guardrail's on_error.
+The call runs under the check's timeout (``timeout_ms`` of the check or the guardrail);
+timeouts and transport errors raise, and the runner applies the guardrail's on_error.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import time
 from typing import Any
 
 import aiohttp
 import orjson
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from lockgate.guardrails.base import CheckInput, Finding, Params, Verdict, check
 
@@ -30,9 +34,10 @@ class WebhookError(Exception):
 
 class WebhookParams(Params):
     url: str = Field(pattern=r"^https?://", description="Your service's endpoint.")
-    secret: SecretStr | None = Field(None, description="HMAC key for x-lockgate-signature; use ${ENV_VAR}.")
+    secret_env: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Environment variable holding the HMAC key."
+    )
     headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
-    timeout_ms: int = Field(1000, ge=1, le=60_000, description="Whole-call timeout.")
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -70,24 +75,25 @@ async def webhook(data: CheckInput, params: WebhookParams) -> Verdict:
     }
     body = orjson.dumps(payload)
     headers = {"content-type": "application/json", **params.headers}
-    if params.secret is not None:
-        headers[SIGNATURE_HEADER] = sign(params.secret.get_secret_value(), body, int(time.time()))
-    timeout = aiohttp.ClientTimeout(total=params.timeout_ms / 1000)
+    if params.secret_env is not None:
+        secret = os.environ.get(params.secret_env)
+        if not secret:
+            raise WebhookError(f"the signing secret variable {params.secret_env} is not set")
+        headers[SIGNATURE_HEADER] = sign(secret, body, int(time.time()))
     try:
         if data.http is not None:
-            answer = await _post(data.http, params.url, body, headers, timeout)
+            answer = await _post(data.http, params.url, body, headers)
         else:
             async with aiohttp.ClientSession() as session:
-                answer = await _post(session, params.url, body, headers, timeout)
+                answer = await _post(session, params.url, body, headers)
     except aiohttp.ClientError as exc:
         raise WebhookError(f"webhook {params.url} failed: {exc}") from exc
     return _verdict(answer, data)
 
 
-async def _post(
-    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], limit: Any
-) -> Any:
-    async with session.post(url, data=body, headers=headers, timeout=limit) as response:
+async def _post(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]) -> Any:
+    # No timeout of its own: the runner's wait_for bounds the whole call and cancels it.
+    async with session.post(url, data=body, headers=headers) as response:
         raw = await response.read()
         if response.status != 200:
             raise WebhookError(f"webhook {url} answered {response.status}: {raw[:200]!r}")

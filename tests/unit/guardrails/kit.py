@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from lockgate.guardrails import Attached, GuardSession, GuardrailSpec, compile_guardrail
+from lockgate.guardrails import Attached, GuardrailSpec, GuardSession, compile_guardrail
 from lockgate.guardrails.definition import Guardrail
 from lockgate.server.sse import SSEDecoder
 
@@ -15,8 +15,15 @@ def guardrail(name: str, *checks: dict[str, Any], **options: Any) -> Guardrail:
     return compile_guardrail(name, GuardrailSpec.model_validate({"checks": list(checks), **options}))
 
 
-def session(inputs: tuple[Guardrail, ...] = (), outputs: tuple[Guardrail, ...] = (), **kw: Any) -> GuardSession:
-    return GuardSession(Attached(inputs, outputs), model=kw.pop("model", "gpt-4o-mini"), metadata=kw.pop("metadata", None), **kw)
+def session(
+    inputs: tuple[Guardrail, ...] = (), outputs: tuple[Guardrail, ...] = (), **kw: Any
+) -> GuardSession:
+    return GuardSession(
+        Attached(inputs, outputs),
+        model=kw.pop("model", "gpt-4o-mini"),
+        metadata=kw.pop("metadata", None),
+        **kw,
+    )
 
 
 def openai_events(pieces: list[str], *, tool_args: list[str] | None = None) -> list[bytes]:
@@ -47,7 +54,9 @@ def anthropic_events(pieces: list[str]) -> list[bytes]:
         event("message_start", {"message": {"id": "msg_1", "role": "assistant", "content": [], "usage": {}}}),
         event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
     ]
-    events += [event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": p}}) for p in pieces]
+    events += [
+        event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": p}}) for p in pieces
+    ]
     events += [
         event("content_block_stop", {"index": 0}),
         event("message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 5}}),
