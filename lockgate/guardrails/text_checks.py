@@ -16,6 +16,11 @@ from lockgate.guardrails.base import CheckInput, Finding, Params, Verdict, check
 _MAX_PATTERN = 2000
 
 
+def _valid_pattern(value: str) -> str:
+    _compile(value, False)  # a bad pattern is an error on the ``pattern`` field itself
+    return value
+
+
 def _compile(pattern: str, ignore_case: bool) -> re.Pattern[str]:
     if len(pattern) > _MAX_PATTERN:
         raise ValueError(f"the pattern is longer than {_MAX_PATTERN} characters")
@@ -51,6 +56,7 @@ class RegexMatchParams(Params):
         "match", description="match: fail when the text matches; no_match: fail when it does not."
     )
     _compiled: re.Pattern[str] = PrivateAttr()
+    _check_pattern = field_validator("pattern")(_valid_pattern)
 
     def model_post_init(self, _context: Any) -> None:
         self._compiled = _compile(self.pattern, self.ignore_case)
@@ -85,6 +91,7 @@ class RegexReplaceParams(Params):
     )
     ignore_case: bool = False
     _compiled: re.Pattern[str] = PrivateAttr()
+    _check_pattern = field_validator("pattern")(_valid_pattern)
 
     def model_post_init(self, _context: Any) -> None:
         self._compiled = _compile(self.pattern, self.ignore_case)
