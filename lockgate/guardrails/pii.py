@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -164,13 +164,6 @@ def _phone(text: str, m: re.Match[str]) -> bool:
     return 10 <= digits <= 11
 
 
-def _aws(text: str, m: re.Match[str]) -> bool:
-    if m.group(0)[:4] in ("AKIA", "ASIA", "ABIA", "ACCA"):
-        return True
-    # A 40-character secret access key is only told apart from other base64 by its label.
-    return _AWS_SECRET_CONTEXT.search(_before(text, m.start())) is not None
-
-
 def _always(text: str, m: re.Match[str]) -> bool:
     return True
 
@@ -183,7 +176,87 @@ class Detector:
     validate: Callable[[str, re.Match[str]], bool]
     # The pattern cannot match unless one of these is in the text (a cheap pre-test).
     needs: tuple[str, ...] = ()
-    needs_digit: bool = False
+    # A character that may not precede a match (checked here rather than as a leading
+    # lookbehind, which would stop the regex engine from skipping ahead to a first character).
+    left: re.Pattern[str] | None = None
+    # Custom candidate search, for patterns that are best anchored on a rare character.
+    find: Callable[[str], Iterator[re.Match[str]]] | None = None
+    # Numbers: search only the digit-dense stretches of the text (see ``digit_regions``).
+    numeric: bool = False
+
+    def matches(self, text: str, regions: list[tuple[int, int]] | None = None) -> Iterator[re.Match[str]]:
+        if self.find is not None:
+            found: Iterable[re.Match[str]] = self.find(text)
+        elif regions is not None:
+            found = (m for start, end in regions for m in self.pattern.finditer(text, start, end))
+        else:
+            found = self.pattern.finditer(text)
+        left = self.left
+        for m in found:
+            start = m.start()
+            if start and left is not None and left.match(text, start - 1):
+                continue
+            if self.validate(text, m):
+                yield m
+
+
+_LOCAL_CHAR = re.compile(r"[A-Za-z0-9._%+-]")
+_EMAIL = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?@"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-])"
+)
+
+
+def _find_emails(text: str) -> Iterator[re.Match[str]]:
+    """Anchor on each '@' (rare in prose), walk back over the local part, match from there."""
+    at = text.find("@")
+    while at > 0:
+        start = at
+        while start > 0 and at - start < 64 and _LOCAL_CHAR.match(text, start - 1):
+            start -= 1
+        while start < at and not text[start].isalnum():  # a local part starts with a letter or digit
+            start += 1
+        m = _EMAIL.match(text, start)
+        if m is not None:
+            yield m
+            at = text.find("@", m.end())
+        else:
+            at = text.find("@", at + 1)
+
+
+_AWS_LABEL = re.compile(r"aws|secret", re.I)
+_AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+_AWS_ID = re.compile(r"(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}(?![A-Za-z0-9/+=])")
+
+
+def _find_aws(text: str) -> Iterator[re.Match[str]]:
+    yield from _AWS_ID.finditer(text)
+    # A 40-character secret access key is only told apart from other base64 by its label.
+    for label in _AWS_LABEL.finditer(text):
+        m = _AWS_SECRET.search(text, label.end(), label.end() + 72)
+        if m is not None and _AWS_SECRET_CONTEXT.search(text[max(0, m.start() - 40) : m.start()]):
+            yield m
+
+
+_IPV4 = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?![\w]|\.\d)")  # a :port may follow
+_IPV6_HINT = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f:]|::")
+_IPV6 = re.compile(
+    r"(?:(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}"
+    r"|(?:[0-9A-Fa-f]{1,4}:){1,6}(?::[0-9A-Fa-f]{1,4}){1,6}"
+    r"|(?:[0-9A-Fa-f]{1,4}:){1,7}:|::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4})(?![\w:])"
+)
+
+
+def _find_ips(text: str) -> Iterator[re.Match[str]]:
+    if "." in text:
+        for start, end in digit_regions(text):
+            yield from _IPV4.finditer(text, start, end)
+    if ":" in text and _IPV6_HINT.search(text):
+        yield from _IPV6.finditer(text)
+
+
+def _left(chars: str) -> re.Pattern[str]:
+    return re.compile(f"[{chars}]")
 
 
 DETECTORS: dict[Entity, Detector] = {
@@ -201,15 +274,16 @@ DETECTORS: dict[Entity, Detector] = {
         Detector(
             "jwt",
             "JWT",
-            re.compile(r"(?<![\w-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}(?![\w-])"),
+            re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}(?![\w-])"),
             _always,
             needs=("eyJ",),
+            left=_left(r"\w-"),
         ),
         Detector(
             "api_key",
             "API_KEY",
             re.compile(
-                r"(?<![\w-])(?:sk-(?:ant-(?:api|admin)\d\d-|proj-|svcacct-|admin-|or-v1-|live-)?"
+                r"(?:sk-(?:ant-(?:api|admin)\d\d-|proj-|svcacct-|admin-|or-v1-|live-)?"
                 r"[A-Za-z0-9_-]{20,}"
                 r"|(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"
                 r"|gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,}"
@@ -219,69 +293,72 @@ DETECTORS: dict[Entity, Detector] = {
                 r"|hf_[A-Za-z0-9]{30,})(?![\w-])"
             ),
             _always,
-            needs=("sk-", "sk_", "rk_", "pk_", "gh", "xox", "AIza", "glpat-", "hf_"),
+            needs=(
+                "sk-",
+                "sk_",
+                "rk_",
+                "pk_",
+                "ghp_",
+                "gho_",
+                "ghu_",
+                "ghs_",
+                "ghr_",
+                "github_pat_",
+                "xox",
+                "AIza",
+                "glpat-",
+                "hf_",
+            ),
+            left=_left(r"\w-"),
         ),
         Detector(
             "aws_key",
             "AWS_KEY",
-            re.compile(
-                r"(?<![A-Za-z0-9/+])(?:(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}|[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
-            ),
-            _aws,
+            _AWS_ID,
+            _always,
             needs=("AKIA", "ASIA", "ABIA", "ACCA", "aws", "AWS", "Aws", "secret", "Secret", "SECRET"),
+            left=_left(r"A-Za-z0-9/+"),
+            find=_find_aws,
         ),
         Detector(
             "credit_card",
             "CREDIT_CARD",
-            re.compile(r"(?<![\w.-])(?:\d{4}[ -]?\d{6}[ -]?\d{5}|(?:\d[ -]?){12,18}\d)(?![\w-]|\.\d)"),
+            re.compile(r"(?:\d{4}[ -]?\d{6}[ -]?\d{5}|\d(?:[ -]?\d){12,18})(?![\w-]|\.\d)"),
             _card,
-            needs_digit=True,
+            numeric=True,
+            left=_left(r"\w.-"),
         ),
         Detector(
             "iban",
             "IBAN",
             # Capitals, unspaced or in groups of four, so a following word is never swallowed.
-            re.compile(
-                r"(?<![\w-])[A-Z]{2}\d{2}"
-                r"(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)(?![\w-])"
-            ),
+            re.compile(r"[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)(?![\w-])"),
             _iban,
-            needs_digit=True,
+            left=_left(r"\w-"),
         ),
         Detector(
             "ssn",
             "SSN",
-            re.compile(r"(?<![\w.-])(?:\d{3}-\d{2}-\d{4}|\d{3} \d{2} \d{4}|\d{9})(?![\w-]|\.\d)"),
+            re.compile(r"\d{3}(?:-\d{2}-\d{4}| \d{2} \d{4}|\d{6})(?![\w-]|\.\d)"),
             _ssn,
-            needs_digit=True,
+            numeric=True,
+            left=_left(r"\w.-"),
         ),
-        Detector(
-            "email",
-            "EMAIL",
-            re.compile(
-                r"(?<![\w.%+-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?@"
-                r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-])"
-            ),
-            _always,
-            needs=("@",),
-        ),
+        Detector("email", "EMAIL", _EMAIL, _always, needs=("@",), find=_find_emails),
         Detector(
             "ip_address",
             "IP_ADDRESS",
-            re.compile(
-                r"(?<![\w.:])(?:(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)"  # IPv4; a :port may follow
-                r"|(?:(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}"
-                r"|(?:[0-9A-Fa-f]{1,4}:){1,6}(?::[0-9A-Fa-f]{1,4}){1,6}"
-                r"|(?:[0-9A-Fa-f]{1,4}:){1,7}:|::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4})(?![\w:]))"
-            ),
+            _IPV4,
             _ip,
             needs=(".", ":"),
+            left=_left(r"\w.:"),
+            find=_find_ips,
         ),
         Detector(
             "phone",
             "PHONE",
             re.compile(
-                r"(?<![\w+.-])(?:"
+                r"(?:"
                 r"\+\d{1,3}[ .-]?(?:\(\d{1,4}\)|\d{1,4})(?:[ .-]?\d{2,4}){1,5}"  # +44 20 7946 0958
                 r"|(?:1[ .-]?)?\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}"  # (415) 555-2671
                 r"|(?:1([ .-]))?\d{3}([ .-])\d{3}\2\d{4}"  # 415-555-2671, 1 415 555 2671
@@ -290,30 +367,37 @@ DETECTORS: dict[Entity, Detector] = {
                 r")(?![\w-]|\.\d)"
             ),
             _phone,
-            needs_digit=True,
+            numeric=True,
+            left=_left(r"\w+.-"),
         ),
     )
 }
 
-_DIGIT = re.compile(r"\d")
+# Stretches of digits and number punctuation, 7+ characters: every number-shaped PII value lies
+# inside one, and prose has few, so the number patterns run on a few short spans, not the text.
+_DIGIT_RUN = re.compile(r"[+(]?\d[\d ().+/-]{5,}\d")
+
+
+def digit_regions(text: str) -> list[tuple[int, int]]:
+    # One character past the end, so a pattern's lookahead still sees what follows the span.
+    return [(m.start(), min(len(text), m.end() + 1)) for m in _DIGIT_RUN.finditer(text)]
 
 
 def detect(text: str, entities: tuple[Entity, ...] = ENTITIES) -> list[tuple[int, int, Entity, str]]:
     """(start, end, entity, label) of every PII value in ``text``, non-overlapping, in order."""
-    has_digit: bool | None = None
+    regions: list[tuple[int, int]] | None = None
     found: list[tuple[int, int, Entity, str]] = []
     for entity in entities:
         d = DETECTORS[entity]
         if d.needs and not any(n in text for n in d.needs):
             continue
-        if d.needs_digit:
-            if has_digit is None:
-                has_digit = _DIGIT.search(text) is not None
-            if not has_digit:
+        if d.numeric:
+            if regions is None:
+                regions = digit_regions(text)
+            if not regions:
                 continue
-        for m in d.pattern.finditer(text):
-            if d.validate(text, m):
-                found.append((m.start(), m.end(), entity, d.label))
+        for m in d.matches(text, regions if d.numeric else None):
+            found.append((m.start(), m.end(), entity, d.label))
     if len(found) < 2:
         return found
     found.sort(key=lambda f: (f[0], _PRIORITY[f[2]], -(f[1] - f[0])))
