@@ -11,12 +11,16 @@ turns it into the error envelope in one place.
     │   ├── BodyTooLarge                413 invalid_request_error / request_too_large
     │   └── GuardrailDenied             400 guardrail_denied / <check type>
     ├── AuthenticationFailed            401 authentication_error / invalid_api_key
+    ├── BudgetExceeded                  402 budget_exceeded / budget_exceeded
     ├── PermissionDenied                403 permission_error / permission_denied
+    │   └── PolicyDenied                403 permission_error / (the usage-policy rule)
     ├── NotFound                        404 invalid_request_error
     │   └── ModelNotFound               404 invalid_request_error / model_not_found
     ├── MethodNotAllowed                405 invalid_request_error / method_not_allowed
     ├── Conflict                        409 invalid_request_error / conflict
     ├── GuardrailUnavailable            503 guardrail_error / guardrail_unavailable (fail-closed)
+    ├── RateLimited                     429 rate_limit_error / rate_limit_exceeded (+ retry-after)
+    ├── LimitsUnavailable               503 api_error / limits_unavailable (shared counters down)
     └── UpstreamError                   502 upstream_error       (carries the last upstream status)
         ├── UpstreamUnreachable         502 upstream_error / upstream_unreachable
         ├── UpstreamTimeout             504 timeout_error / upstream_timeout  (also an asyncio.TimeoutError)
@@ -97,6 +101,32 @@ class GuardrailUnavailable(LockgateError):
             "it is configured to fail closed."
         )
         self.guardrail, self.check = guardrail, check
+class BudgetExceeded(LockgateError):
+    """The request's worst-case cost does not fit a hard budget (or the budget is spent)."""
+
+    status = 402
+    type = "budget_exceeded"
+    code = "budget_exceeded"
+
+
+class RateLimited(LockgateError):
+    """A Lockgate rate limit (not the provider's) refused the request."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class LimitsUnavailable(LockgateError):
+    """Limits and budgets apply but their shared counters cannot be reached (fail-closed)."""
+
+    status = 503
+    type = "api_error"
+    code = "limits_unavailable"
 
 
 class AuthenticationFailed(LockgateError):
@@ -111,6 +141,12 @@ class PermissionDenied(LockgateError):
     status = 403
     type = "permission_error"
     code = "permission_denied"
+
+
+class PolicyDenied(PermissionDenied):
+    """A usage policy forbids the request (a model on a deny list, one off the allow list)."""
+
+    code = "policy_denied"
 
 
 class Conflict(LockgateError):

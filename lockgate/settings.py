@@ -25,6 +25,20 @@ class Settings:
     # Encrypts provider secrets at rest (see governance/secrets.py for what happens when unset).
     secret_key: str | None = None
     redis_url: str | None = None
+    # Limits and budgets (governance/): with N workers and no Redis, each worker enforces 1/N of
+    # every rate limit (``--approximate-limits``; records say so). Without it such a start is refused.
+    approximate_limits: bool = False
+    # When Redis cannot be reached: "closed" answers 503 to requests that limits or budgets
+    # apply to; "open" counts them in this process instead (records are flagged "local").
+    limits_on_redis_failure: str = "closed"
+    # Redis calls on the request path give up after this long (seconds): never a hang.
+    state_timeout: float = 0.25
+    # Spend ledger: settled spend is written in batches this often (seconds), never per request.
+    ledger_flush_interval: float = 1.0
+    # Ledger rows older than this many days are folded into one row per scope (lifetime totals stay).
+    ledger_retention_days: int = 400
+    # Budget alerts go here unless the budget names its own webhook.
+    alert_webhook_url: str | None = None
     # How often each worker checks the config version (seconds); Redis notices wake it sooner.
     config_poll_interval: float = 0.5
     database_url: str = "sqlite:///.lockgate/lockgate.db"

@@ -1,0 +1,238 @@
+"""Counters in Redis, shared by every process and replica: one script call per request stage.
+
+Every call has a short timeout and no client-side retry: a slow or absent Redis
+must cost a request at most ``timeout`` before the caller's fail-open/closed
+policy decides. Errors surface as ``CountersUnavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from lockgate.state import counters_lua as lua
+from lockgate.state.counters import (
+    BUCKETS_PER_WINDOW,
+    Admission,
+    BudgetCheck,
+    Charge,
+    ConcurrencyCheck,
+    CountersUnavailable,
+    Refusal,
+    Settled,
+    Ticket,
+    TokenSettle,
+    Unseeded,
+    WindowCheck,
+    window_bucket,
+)
+
+log = logging.getLogger("lockgate.state")
+_SEED_CLAIM_MS = 60_000
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _charge_args(charges: Sequence[Charge]) -> list[Any]:
+    args: list[Any] = []
+    for c in charges:
+        args += [c.scope, repr(c.amount), len(c.fields), *c.fields]
+    return args
+
+
+class RedisCounters:
+    name = "redis"
+    shared = True
+
+    def __init__(self, url: str, *, timeout: float = 0.25) -> None:
+        self._client = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=30,
+        )
+        self._timeout = timeout
+        self._admit = self._client.register_script(lua.ADMIT)
+        self._settle = self._client.register_script(lua.SETTLE)
+        self._readd = self._client.register_script(lua.READD)
+        self._epoch = self._client.register_script(lua.EPOCH)
+        self._seed = self._client.register_script(lua.SEED)
+        self._reset = self._client.register_script(lua.RESET)
+
+    async def _call(self, script: Any, args: list[Any], limit: float | None = None) -> Any:
+        try:
+            # The socket timeout bounds each read; wait_for bounds the whole call (connect included).
+            return await asyncio.wait_for(script(args=args), limit or self._timeout * 2)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise CountersUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+    async def admit(
+        self,
+        request_id: str,
+        now: float,
+        lease_until: float,
+        reserve: float,
+        budgets: tuple[BudgetCheck, ...],
+        windows: tuple[WindowCheck, ...],
+        slots: tuple[ConcurrencyCheck, ...],
+    ) -> Admission:
+        args: list[Any] = [
+            request_id,
+            repr(max(lease_until - now, 1.0)),
+            repr(reserve),
+            len(budgets),
+            len(windows),
+            len(slots),
+            BUCKETS_PER_WINDOW,
+        ]
+        for b in budgets:
+            args += [b.scope, b.field, repr(b.limit)]
+        for w in windows:
+            args += [w.key, repr(w.window), w.limit, w.amount]
+        for c in slots:
+            args += [c.key, c.limit]
+        reply = [_s(v) for v in await self._call(self._admit, args)]
+        if reply[0] == "unseeded":
+            raise Unseeded("no spend epoch in Redis")
+        if reply[0] == "refused":
+            kind, index, used = reply[1], int(reply[2]) - 1, float(reply[3])
+            retry = float(reply[4]) if reply[4] else None
+            if kind == "budget":
+                b = budgets[index]
+                return Admission(None, Refusal("budget", b.ident, b.limit, used))
+            if kind == "window":
+                w = windows[index]
+                return Admission(None, Refusal("window", w.ident, w.limit, used, retry))
+            c = slots[index]
+            return Admission(None, Refusal("concurrency", c.ident, c.limit, used, retry))
+        epoch = reply[1] or None
+        buckets = [int(reply[2 + 2 * n]) for n in range(len(windows))]
+        remaining = tuple(float(reply[3 + 2 * n]) for n in range(len(windows)))
+        reserved = reserve > 0
+        scopes = tuple(dict.fromkeys(b.scope for b in budgets)) if reserved else ()
+        ticket = Ticket(
+            request_id,
+            epoch,
+            reserve if reserved else 0.0,
+            scopes,
+            tuple((w.key, buckets[n], w.amount, w.window) for n, w in enumerate(windows) if w.tokens),
+            tuple(c.key for c in slots),
+        )
+        return Admission(ticket, None, remaining)
+
+    async def settle(
+        self,
+        ticket: Ticket | None,
+        now: float,
+        charges: tuple[Charge, ...],
+        tokens: tuple[TokenSettle, ...] = (),
+    ) -> Settled:
+        charges = tuple(c for c in charges if c.amount)
+        held = ticket or Ticket("", None, 0.0, (), (), ())
+        args: list[Any] = [
+            held.request_id,
+            held.epoch or "",
+            repr(held.reserve),
+            len(held.reserved_scopes),
+            len(charges),
+            len(held.token_buckets),
+            len(tokens),
+            len(held.slots),
+            BUCKETS_PER_WINDOW,
+            *held.reserved_scopes,
+            *_charge_args(charges),
+        ]
+        for key, bucket, estimate, _window in held.token_buckets:
+            args += [key, bucket, estimate]
+        for t in tokens:
+            args += [t.key, repr(t.window), t.tokens]
+        args += list(held.slots)
+        reply = [_s(v) for v in await self._call(self._settle, args)]
+        epoch = reply[0] or None
+        if epoch is None:
+            return Settled(None)
+        values: dict[tuple[str, str], float] = {}
+        position = 1
+        for c in charges:
+            for name in c.fields:
+                values[(c.scope, name)] = float(reply[position])
+                position += 1
+        return Settled(epoch, values)
+
+    async def release(self, ticket: Ticket) -> None:
+        await self.settle(ticket, 0.0, ())
+
+    async def read(self, scopes: tuple[str, ...]) -> dict[str, dict[str, float]]:
+        try:
+            epoch = await asyncio.wait_for(self._client.get("{lg}:epoch"), self._timeout * 4)
+            if epoch is None:
+                return {scope: {} for scope in scopes}
+            async with self._client.pipeline(transaction=False) as pipe:
+                for scope in scopes:
+                    pipe.hgetall(f"{{lg}}:e:{_s(epoch)}:s:{scope}")
+                rows = await asyncio.wait_for(pipe.execute(), self._timeout * 4)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise CountersUnavailable(f"redis: {exc}") from exc
+        return {
+            scope: {_s(k): float(v) for k, v in row.items()} for scope, row in zip(scopes, rows, strict=True)
+        }
+
+    async def window_count(self, key: str, window: float, now: float) -> int:
+        _, current = window_bucket(window, now)
+        try:
+            row = await asyncio.wait_for(self._client.hgetall(f"{{lg}}:w:{key}"), self._timeout * 4)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise CountersUnavailable(f"redis: {exc}") from exc
+        oldest = current - BUCKETS_PER_WINDOW
+        return sum(int(v) for k, v in row.items() if int(k) >= oldest)
+
+    async def epoch(self, writer: str) -> tuple[str | None, int]:
+        epoch, seq = (_s(v) for v in await self._call(self._epoch, [writer]))
+        return epoch or None, int(seq)
+
+    async def begin_seed(self) -> str:
+        token = secrets.token_hex(12)
+        try:
+            await asyncio.wait_for(
+                self._client.set("{lg}:seeding", token, px=_SEED_CLAIM_MS), self._timeout * 4
+            )
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise CountersUnavailable(f"redis: {exc}") from exc
+        return token
+
+    async def seed(
+        self, token: str, epoch: str, values: dict[str, dict[str, float]], writers: dict[str, int]
+    ) -> bool:
+        args: list[Any] = [token, epoch, len(values)]
+        for scope, fields in values.items():
+            args += [scope, len(fields)]
+            for name, value in fields.items():
+                args += [name, repr(value)]
+        args.append(len(writers))
+        for writer, seq in writers.items():
+            args += [writer, seq]
+        return int(await self._call(self._seed, args, limit=10.0)) == 1
+
+    async def readd(self, epoch: str, charges: tuple[Charge, ...]) -> bool:
+        charges = tuple(c for c in charges if c.amount)
+        if not charges:
+            return True
+        args = [epoch, len(charges), *_charge_args(charges)]
+        return int(await self._call(self._readd, args, limit=5.0)) == 1
+
+    async def reset(self, epoch: str) -> None:
+        await self._call(self._reset, [epoch], limit=5.0)
+
+    async def close(self) -> None:
+        await self._client.aclose()
