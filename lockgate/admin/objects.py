@@ -11,10 +11,13 @@ from lockgate.governance.secrets import SecretBox, mask
 from lockgate.providers.base import get_provider
 from lockgate.store.control import (
     API_KEY,
+    BUDGET,
     GUARDRAIL,
     GUARDRAIL_ATTACHMENT,
     MODEL_ALIAS,
+    RATE_LIMIT,
     ROUTE_CONFIG,
+    USAGE_POLICY,
     Change,
 )
 
@@ -74,7 +77,16 @@ def check_alias_refs(
 
 
 async def check_workspace_empty(tx: Change, workspace_id: str) -> None:
-    for kind in (API_KEY, MODEL_ALIAS, ROUTE_CONFIG, GUARDRAIL, GUARDRAIL_ATTACHMENT):
+    for kind in (
+        API_KEY,
+        MODEL_ALIAS,
+        ROUTE_CONFIG,
+        GUARDRAIL,
+        GUARDRAIL_ATTACHMENT,
+        BUDGET,
+        RATE_LIMIT,
+        USAGE_POLICY,
+    ):
         if await tx.find(kind, workspace_id=workspace_id) is not None:
             raise Conflict(
                 f"The workspace {workspace_id!r} still holds {kind.name} objects; delete or move them first.",

@@ -34,13 +34,16 @@ from lockgate.store.tables import (
     admin_keys,
     admin_users,
     api_keys,
+    budgets,
     config_state,
     guardrail_attachments,
     guardrails,
     integrations,
     model_aliases,
     organizations,
+    rate_limits,
     route_configs,
+    usage_policies,
     workspaces,
 )
 
@@ -67,6 +70,9 @@ GUARDRAIL_ATTACHMENT = Kind(
 )
 ADMIN_USER = Kind("admin_user", admin_users, "usr")
 ADMIN_KEY = Kind("admin_key", admin_keys, "adk", frozenset({"key_hash"}))
+BUDGET = Kind("budget", budgets, "bud", workspace_column="workspace_id")
+RATE_LIMIT = Kind("rate_limit", rate_limits, "rl", workspace_column="workspace_id")
+USAGE_POLICY = Kind("usage_policy", usage_policies, "pol", workspace_column="workspace_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +104,9 @@ class ControlState:
     route_configs: list[Row]
     guardrails: list[Row] = field(default_factory=list)
     guardrail_attachments: list[Row] = field(default_factory=list)
+    budgets: list[Row] = field(default_factory=list)
+    rate_limits: list[Row] = field(default_factory=list)
+    usage_policies: list[Row] = field(default_factory=list)
 
 
 def new_id(prefix: str) -> str:
@@ -197,6 +206,9 @@ class ControlStore:
                     route_configs=await rows(route_configs),
                     guardrails=await rows(guardrails),
                     guardrail_attachments=await rows(guardrail_attachments),
+                    budgets=await rows(budgets),
+                    rate_limits=await rows(rate_limits),
+                    usage_policies=await rows(usage_policies),
                 )
 
     @asynccontextmanager

@@ -58,6 +58,8 @@ request_logs = Table(
     Column("error_message", Text),
     Column("metadata", JSON),
     Column("guardrails", JSON),  # verdicts, check latencies, redaction counts
+    # How limits and budgets were enforced: exact, approximate (per worker), local (Redis down).
+    Column("limits", String(16)),
     Index("ix_request_logs_created_at", "created_at"),
 )
 
@@ -235,6 +237,101 @@ audit_log = Table(
     Column("hash", String(64), nullable=False),
     Index("ix_audit_log_at", "at"),
     Index("ix_audit_log_object", "object_type", "object_id"),
+)
+
+
+def _scoped() -> list[Column]:
+    """Where a budget, limit or policy applies: ``scope_type`` org, workspace, key, integration or
+    metadata; ``scope_id`` the workspace/key id, integration name or metadata key; ``scope_value``
+    one metadata value (null: each value on its own). ``workspace_id`` owns the row for RBAC."""
+    return [
+        Column("id", String(40), primary_key=True),
+        Column("name", String(100), nullable=False, unique=True),
+        Column("scope_type", String(16), nullable=False),
+        Column("scope_id", String(200)),
+        Column("scope_value", String(200)),
+        Column("workspace_id", String(40), ForeignKey("workspaces.id")),
+    ]
+
+
+budgets = Table(
+    "budgets",
+    metadata,
+    *_scoped(),
+    Column("amount_usd", Float, nullable=False),
+    Column("period", String(8), nullable=False),  # none | day | week | month (UTC calendar)
+    Column("mode", String(8), nullable=False),  # hard: refuse past it; soft: alert only
+    Column("auto_revoke", Boolean, nullable=False),
+    Column("alert_thresholds", JSON, nullable=False),  # percentages, e.g. [50, 80, 100]
+    Column("alert_webhook", String(500)),
+    *_tracked(),
+)
+
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    *_scoped(),
+    Column("requests_per_minute", Integer),
+    Column("requests_per_hour", Integer),
+    Column("requests_per_day", Integer),
+    Column("tokens_per_minute", Integer),
+    Column("tokens_per_day", Integer),
+    Column("concurrent", Integer),
+    *_tracked(),
+)
+
+usage_policies = Table(
+    "usage_policies",
+    metadata,
+    *_scoped(),  # scope_type workspace or key
+    Column("allowed_models", JSON),  # null: any
+    Column("denied_models", JSON),
+    Column("max_tokens", Integer),
+    Column("max_n", Integer),
+    Column("temperature_min", Float),
+    Column("temperature_max", Float),
+    Column("required_metadata", JSON),
+    *_tracked(),
+)
+
+# Settled spend, append-only, one row per (scope, UTC day) per flush of one process
+# (``writer``, ``flush``); compaction folds old rows into one per (scope, day) with
+# writer null. Budgets are sums over these rows, so they survive restarts.
+spend_ledger = Table(
+    "spend_ledger",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("scope", String(300), nullable=False),
+    Column("day", Integer, nullable=False),  # UTC days since 1970-01-01; 0: folded history
+    Column("cost_usd", Float, nullable=False),
+    Column("tokens", BigInteger, nullable=False),
+    Column("requests", Integer, nullable=False),
+    Column("writer", String(40)),
+    Column("flush", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    Index("ix_spend_ledger_scope_day", "scope", "day"),
+    Index("ix_spend_ledger_at", "at"),
+)
+
+# The last flush each process committed, written in the flush's transaction; compaction never
+# touches it, so a seed always knows exactly which flushes it holds.
+ledger_writers = Table(
+    "ledger_writers",
+    metadata,
+    Column("writer", String(40), primary_key=True),
+    Column("flush", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+)
+
+# One row per budget alert fired: the primary key makes "once per period" hold across processes.
+budget_alerts = Table(
+    "budget_alerts",
+    metadata,
+    Column("budget_id", String(40), primary_key=True),
+    Column("period", String(16), primary_key=True),  # the period's field, e.g. m:202506, or a
+    Column("threshold", Integer, primary_key=True),
+    Column("spent_usd", Float, nullable=False),
+    Column("fired_at", Float, nullable=False),
 )
 
 DEFAULT_ORG_ID = "org_default"
