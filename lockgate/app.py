@@ -5,6 +5,7 @@ The data plane is a raw ASGI app: a dict from path to handler, resolved once.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -20,12 +21,17 @@ from lockgate.errors import LockgateError, MethodNotAllowed, NotFound
 from lockgate.gateway.attempts import UpstreamClient
 from lockgate.gateway.credentials import CredentialTokens
 from lockgate.gateway.pipeline import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, Pipeline
+from lockgate.governance.admission import Governor
+from lockgate.governance.alerts import Alerts, revoke_key
 from lockgate.governance.auth import Authenticator
 from lockgate.governance.policy import matches
+from lockgate.governance.rules import reservation_lease
 from lockgate.governance.secrets import load_secret_box
+from lockgate.governance.spend import SpendBook
 from lockgate.server.http import Request, send_error, send_json
 from lockgate.server.types import Receive, Scope, Send
 from lockgate.settings import Settings
+from lockgate.state.counters import open_counters
 from lockgate.state.notify import ConfigNotifier
 from lockgate.store.control import ControlState, ControlStore
 from lockgate.store.db import Store
@@ -50,7 +56,16 @@ class ControlPlane:
         self.env_credentials = credentials_from_env()
 
     def build_snapshot(self, state: ControlState) -> Snapshot:
-        return build_snapshot(state, self.secrets, self.catalog, self.env_credentials)
+        return build_snapshot(
+            state, self.secrets, self.catalog, self.env_credentials, limit_divisor=self.limit_divisor
+        )
+
+    @property
+    def limit_divisor(self) -> int:
+        """With --approximate-limits each worker enforces its share of every limit (DESIGN §6)."""
+        return (
+            self.settings.workers if self.settings.approximate_limits and not self.settings.redis_url else 1
+        )
 
     async def prepare(self) -> ApplyResult | None:
         """Migrate and apply the declarative file, once per start, serialised across processes."""
@@ -87,6 +102,30 @@ class Lockgate:
             connect_timeout=settings.connect_timeout, request_timeout=settings.request_timeout
         )
         self.auth = Authenticator(master_key=settings.master_key, demo=settings.demo)
+        self.counters = open_counters(settings.redis_url, timeout=settings.state_timeout)
+        self.spend = SpendBook(
+            self.store,
+            self.counters,
+            flush_interval=settings.ledger_flush_interval,
+            retention_days=settings.ledger_retention_days,
+            divisor=self.plane.limit_divisor,
+        )
+        self.alerts = Alerts(
+            self.store,
+            default_webhook=settings.alert_webhook_url,
+            revoke=lambda key_id, reason: revoke_key(
+                self.plane.control, self._admin_ctx.changed, key_id, reason
+            ),
+        )
+        self.governor = Governor(
+            self.counters,
+            self.spend,
+            self.alerts,
+            self.catalog,
+            lease=reservation_lease(settings.request_timeout),
+            fail_open=settings.limits_on_redis_failure == "open",
+            approximate=self.plane.limit_divisor > 1,
+        )
         self.pipeline = Pipeline(
             auth=self.auth,
             snapshots=self.snapshots,
@@ -95,12 +134,12 @@ class Lockgate:
             catalog=self.catalog,
             max_body_bytes=settings.max_body_bytes,
             tokens=self.tokens,
+            governor=self.governor,
         )
-        self.admin = create_admin_app(
-            AdminContext(
-                self.plane.control, self.plane.secrets, self.snapshots, self.notifier, settings.admin_key
-            )
+        self._admin_ctx = AdminContext(
+            self.plane.control, self.plane.secrets, self.snapshots, self.notifier, settings.admin_key
         )
+        self.admin = create_admin_app(self._admin_ctx)
         self.ready = False
         self._handlers: dict[str, tuple[str, Handler]] = {
             "/v1/chat/completions": ("POST", partial(self.pipeline.handle, CHAT)),
@@ -195,13 +234,29 @@ class Lockgate:
         await self.client.start()
         await self.tokens.start(self.client.session)
         self.writer.start()
+        await self._seed_spend()
+        self.spend.start()
+        self.alerts.start()
         self.ready = True
+
+    async def _seed_spend(self) -> None:
+        """Counters start from the ledger; with Redis down this waits no longer than a few seconds."""
+        try:
+            async with asyncio.timeout(10):
+                await self.spend.ensure_seeded()
+        except Exception as exc:
+            log.warning(
+                "spend counters not seeded at start (%s); the first request that needs them retries", exc
+            )
 
     async def shutdown(self) -> None:
         self.ready = False
         await self.snapshots.close()
         if self.notifier is not None:
             await self.notifier.close()
+        await self.alerts.close()
+        await self.spend.close()
+        await self.counters.close()
         await self.writer.close()
         await self.tokens.close()
         await self.client.close()

@@ -43,9 +43,27 @@ def serve(
         bool, typer.Option("--demo", help="Accept data-plane requests without a key (local trials only).")
     ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    approximate_limits: Annotated[
+        bool,
+        typer.Option(
+            "--approximate-limits",
+            help="With --workers > 1 and no Redis: each worker enforces 1/N of every limit and budget.",
+        ),
+    ] = False,
 ) -> None:
     """Start the gateway."""
     import uvicorn
+
+    if workers > 1 and not os.environ.get("LOCKGATE_REDIS_URL") and not approximate_limits:
+        console.print(
+            f"[red]error:[/red] --workers {workers} needs LOCKGATE_REDIS_URL: rate limits and budgets are "
+            "counted in memory, which is exact only inside one process, so each worker would allow the "
+            "full limit. Set LOCKGATE_REDIS_URL for exact limits across workers, or pass "
+            "--approximate-limits to give each worker 1/N of every limit (records say so)."
+        )
+        raise typer.Exit(2)
+    if approximate_limits:
+        os.environ["LOCKGATE_APPROXIMATE_LIMITS"] = "1"
 
     # Flags go through the environment so every worker process builds the same Settings.
     os.environ["LOCKGATE_HOST"], os.environ["LOCKGATE_PORT"] = host, str(port)

@@ -101,6 +101,8 @@ class GuardrailUnavailable(LockgateError):
             "it is configured to fail closed."
         )
         self.guardrail, self.check = guardrail, check
+
+
 class BudgetExceeded(LockgateError):
     """The request's worst-case cost does not fit a hard budget (or the budget is spent)."""
 
@@ -119,6 +121,8 @@ class RateLimited(LockgateError):
     def __init__(self, message: str, *, retry_after: float, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.retry_after = retry_after
+        # retry-after and x-ratelimit-* for the response, set by whoever refused.
+        self.headers: list[tuple[bytes, bytes]] = []
 
 
 class LimitsUnavailable(LockgateError):

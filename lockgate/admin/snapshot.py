@@ -22,6 +22,7 @@ from lockgate.gateway.route_config import RouteConfig, parse_route_config
 from lockgate.gateway.routing import Route, RouteTable
 from lockgate.governance.auth import KeyEntry
 from lockgate.governance.policy import matches
+from lockgate.governance.rules import NO_GOVERNANCE, Governance, build_governance
 from lockgate.governance.secrets import SecretBox, SecretKeyError
 from lockgate.guardrails import GuardrailSet, build_guardrail_set
 from lockgate.providers.base import Credential, get_provider
@@ -45,6 +46,8 @@ class Snapshot:
     default_workspace_id: str = DEFAULT_WORKSPACE_ID
     # Guardrail definitions (compiled) and what they are attached to.
     guardrails: GuardrailSet = field(default_factory=GuardrailSet)
+    # Budgets, rate limits and usage policies, precomputed per key (governance/rules.py).
+    governance: Governance = NO_GOVERNANCE
 
     def routes(self, workspace_id: str) -> RouteTable:
         return self.tables.get(workspace_id) or self.tables[self.default_workspace_id]
@@ -79,6 +82,8 @@ def build_snapshot(
     secrets: SecretBox,
     catalog: Catalog,
     env_credentials: Iterable[Credential] = (),
+    *,
+    limit_divisor: int = 1,
 ) -> Snapshot:
     credentials = {c.name: c for c in env_credentials}
     shared_with: dict[str, frozenset[str]] = {}
@@ -117,6 +122,15 @@ def build_snapshot(
         integration_models=MappingProxyType(allowed_models),
         configs=MappingProxyType(configs),
         guardrails=build_guardrail_set(state.guardrails, state.guardrail_attachments),
+        governance=build_governance(
+            state.org["id"],
+            state.workspaces,
+            state.api_keys,
+            state.budgets,
+            state.rate_limits,
+            state.usage_policies,
+            workers=limit_divisor,
+        ),
     )
 
 

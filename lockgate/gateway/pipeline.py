@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from lockgate.catalog import Catalog, cost
-from lockgate.errors import BadRequest, InvalidJSON, LockgateError, UpstreamError
+from lockgate.errors import BadRequest, InvalidJSON, LockgateError, RateLimited, UpstreamError
 from lockgate.gateway import validation
 from lockgate.gateway.attempts import UpstreamClient, call_route
 from lockgate.gateway.credentials import CredentialTokens
@@ -27,6 +27,7 @@ from lockgate.gateway.streaming import (
     TranslatedStream,
     relay,
 )
+from lockgate.governance.admission import Governor, Pass, route_targets
 from lockgate.governance.auth import Authenticator
 from lockgate.governance.policy import check_model_allowed
 from lockgate.guardrails import GuardSession
@@ -70,6 +71,7 @@ class Pipeline:
         catalog: Catalog,
         max_body_bytes: int,
         tokens: CredentialTokens | None = None,
+        governor: Governor,
     ) -> None:
         self.auth = auth
         self.snapshots = snapshots
@@ -78,6 +80,7 @@ class Pipeline:
         self.catalog = catalog
         self.max_body_bytes = max_body_bytes
         self.tokens = tokens
+        self.governor = governor
 
     async def handle(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -85,6 +88,7 @@ class Pipeline:
         record = RequestRecord(id=_request_id(), created_at=time.time(), endpoint=endpoint.name)
         headers: Headers = [(b"x-lockgate-request-id", record.id.encode())]
         guards: GuardSession | None = None
+        admitted: Pass | None = None
         try:
             snapshot = self.snapshots.current  # one config version for the whole request
             principal = self.auth.authenticate(request.headers, snapshot)  # 1. authenticate
@@ -96,7 +100,16 @@ class Pipeline:
             record.metadata = _parse_metadata(request.headers.get("x-lockgate-metadata"))
             check_model_allowed(principal, record.requested_model)
             route = snapshot.resolve(principal.workspace_id, record.requested_model)  # 3. resolve the route
-            # 4. admission (usage policy, rate limits, budget reservation) — governance issue.
+            admitted = await self.governor.admit(  # 4. admit: usage policy, rate limits, budget reservation
+                snapshot.governance,
+                principal,
+                endpoint.name,
+                exchange.body,
+                request.body,
+                route_targets(route),
+                record,
+            )
+            headers += admitted.headers
             attached = snapshot.guardrails.for_request(principal.workspace_id, principal.key_id)
             if attached:  # 5. input guardrails: deny raises, redact rewrites the body
                 guards = GuardSession(
@@ -122,6 +135,8 @@ class Pipeline:
                 headers.append((b"retry-after", exc.retry_after.encode()))
             if guards is not None and (summary := guards.header()) is not None:
                 headers.append(summary)
+            if isinstance(exc, RateLimited):
+                headers += exc.headers
             await send_bytes(
                 send,
                 exc.status,
@@ -133,6 +148,8 @@ class Pipeline:
                 record.guardrails = guards.summary()
             record.latency_ms = (time.perf_counter() - started) * 1000.0
             self.writer.put(record)  # 10. record: queued, written in batches off the request path
+            if admitted is not None:
+                await admitted.settle(record)  # 9. the counters: the real cost replaces the reservation
 
     def _parse_body(self, endpoint: Endpoint, raw: bytes) -> Body:
         if not raw:
@@ -225,7 +242,7 @@ class Pipeline:
             record.status = 200
 
     def _settle(self, record: RequestRecord, target: Target, usage: dict[str, Any], source: str) -> None:
-        """Exact usage -> cost. The budgets issue adds: release the reservation, charge the spend."""
+        """Exact usage -> cost; the counters are settled from the record once the request ends."""
         usage = normalize_usage(target.provider, usage)
         record.set_usage(usage, source)
         info = self.catalog.lookup(target.model, target.credential.provider)

@@ -28,9 +28,10 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from lockgate.store.tables import ledger_writers, spend_ledger
+from lockgate.store.tables import budget_alerts, ledger_writers, spend_ledger
 
 _COMPACT_LOCK_ID = 0x10C6A7F
 FOLD_AFTER_SECONDS = 3600.0
@@ -172,3 +173,24 @@ async def compact(engine: AsyncEngine, *, now: float, keep_days: int) -> int:
             removed += (await conn.execute(delete(spend_ledger).where(chosen))).rowcount
         await conn.execute(delete(ledger_writers).where(ledger_writers.c.writer == marker))
     return removed
+
+
+async def claim_alert(
+    engine: AsyncEngine, *, budget_id: str, scope: str, period: str, threshold: int, spent: float, at: float
+) -> bool:
+    """True for the one process that records this alert first (the primary key decides)."""
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(budget_alerts).values(
+                    budget_id=budget_id,
+                    scope=scope,
+                    period=period,
+                    threshold=threshold,
+                    spent_usd=spent,
+                    fired_at=at,
+                )
+            )
+    except IntegrityError:
+        return False
+    return True

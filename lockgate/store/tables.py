@@ -328,7 +328,8 @@ budget_alerts = Table(
     "budget_alerts",
     metadata,
     Column("budget_id", String(40), primary_key=True),
-    Column("period", String(16), primary_key=True),  # the period's field, e.g. m:202506, or a
+    Column("scope", String(300), primary_key=True),
+    Column("period", String(16), primary_key=True),  # the period field: d:20250603, m:202506, a
     Column("threshold", Integer, primary_key=True),
     Column("spent_usd", Float, nullable=False),
     Column("fired_at", Float, nullable=False),

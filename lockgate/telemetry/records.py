@@ -41,6 +41,9 @@ class RequestRecord:
     metadata: dict[str, str] | None = None
     # One entry per guardrail run: stage, name, verdict, redactions, per-check latency.
     guardrails: list[dict[str, Any]] | None = None
+    # How limits and budgets held for it: exact, approximate (per worker), local (Redis down);
+    # None when none applied.
+    limits: str | None = None
 
     def set_usage(self, usage: dict[str, Any], source: str) -> None:
         def as_int(value: Any) -> int | None:

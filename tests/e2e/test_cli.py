@@ -62,7 +62,18 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "LOCKGATE_MASTER_KEY": "lg-cli-test",
     }
     mock = spawn("mock-provider", "--port", str(mock_port), env=env)
-    gateway = spawn("serve", "--port", str(port), "--workers", "2", "--config", "examples/demo.yaml", env=env)
+    # Two workers without Redis: limits would be per worker, which serve refuses unless told.
+    gateway = spawn(
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--approximate-limits",
+        "--config",
+        "examples/demo.yaml",
+        env=env,
+    )
     try:
         wait_ready(f"http://127.0.0.1:{mock_port}/__mock/health", mock)
         wait_ready(f"http://127.0.0.1:{port}/readyz", gateway)

@@ -28,7 +28,18 @@ def _serve(tmp: Path, extra_env: dict[str, str]) -> Iterator[str]:
         **extra_env,
     }
     mock = spawn("mock-provider", "--port", str(mock_port), env=env)
-    gateway = spawn("serve", "--port", str(port), "--workers", "2", "--config", "examples/demo.yaml", env=env)
+    approximate = [] if "LOCKGATE_REDIS_URL" in extra_env else ["--approximate-limits"]
+    gateway = spawn(
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        *approximate,
+        "--config",
+        "examples/demo.yaml",
+        env=env,
+    )
     try:
         wait_ready(f"http://127.0.0.1:{mock_port}/__mock/health", mock)
         wait_ready(f"http://127.0.0.1:{port}/readyz", gateway)

@@ -95,6 +95,7 @@ def upgrade() -> None:
     op.create_table(
         "budget_alerts",
         sa.Column("budget_id", sa.String(40), primary_key=True),
+        sa.Column("scope", sa.String(300), primary_key=True),
         sa.Column("period", sa.String(16), primary_key=True),
         sa.Column("threshold", sa.Integer, primary_key=True),
         sa.Column("spent_usd", sa.Float, nullable=False),
