@@ -137,7 +137,12 @@ class Lockgate:
             governor=self.governor,
         )
         self._admin_ctx = AdminContext(
-            self.plane.control, self.plane.secrets, self.snapshots, self.notifier, settings.admin_key
+            self.plane.control,
+            self.plane.secrets,
+            self.snapshots,
+            self.notifier,
+            settings.admin_key,
+            self.governor,
         )
         self.admin = create_admin_app(self._admin_ctx)
         self.ready = False

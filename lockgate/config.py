@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from lockgate.errors import LockgateError
+from lockgate.governance.specs import BudgetSpec, PolicySpec, RateLimitSpec
 from lockgate.guardrails.definition import AttachmentConfig, GuardrailConfig
 from lockgate.providers.base import Credential, get_provider, provider_names
 
@@ -140,6 +141,10 @@ class FileConfig(BaseModel):
     configs: list[SavedConfig] = Field(default_factory=list)
     guardrails: list[GuardrailConfig] = Field(default_factory=list)
     guardrail_attachments: list[AttachmentConfig] = Field(default_factory=list)
+    # Scopes name workspaces and keys: "workspace:team-a", "key:team-a/ci" (governance/specs.py).
+    budgets: list[BudgetSpec] = Field(default_factory=list)
+    rate_limits: list[RateLimitSpec] = Field(default_factory=list)
+    policies: list[PolicySpec] = Field(default_factory=list)
 
 
 def _interpolate(value: Any) -> Any:
@@ -183,6 +188,9 @@ def parse_config_text(text: str, *, source: str = "config") -> FileConfig:
         ("aliases per workspace", [(m.workspace, m.alias) for m in config.models]),
         ("guardrail names", [g.name for g in config.guardrails]),
         ("guardrail attachment targets", [a.target for a in config.guardrail_attachments]),
+        ("budget names", [b.name for b in config.budgets]),
+        ("rate limit names", [r.name for r in config.rate_limits]),
+        ("policy names", [p.name for p in config.policies]),
     ):
         if len(names) != len(set(names)):
             raise ConfigError(f"{source}: {section} must be unique")

@@ -36,6 +36,8 @@ class AdminContext:
     snapshots: SnapshotLoader
     notifier: ConfigNotifier | None
     admin_key: str | None
+    # Live counters for /usage (governance/admission.py); None in tools that run no data plane.
+    governor: Any = None
 
     async def changed(self, version: int | None) -> None:
         """Tell every worker: this one reloads now, the others on a Redis notice or their next poll."""
@@ -130,7 +132,15 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_admin_app(ctx: AdminContext) -> FastAPI:
-    from lockgate.admin import api_audit, api_guardrails, api_keys, api_objects, api_users, api_workspaces
+    from lockgate.admin import (
+        api_audit,
+        api_guardrails,
+        api_keys,
+        api_limits,
+        api_objects,
+        api_users,
+        api_workspaces,
+    )
 
     app = FastAPI(
         title="Lockgate admin API",
@@ -144,6 +154,6 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    for module in (api_workspaces, api_keys, api_objects, api_guardrails, api_users, api_audit):
+    for module in (api_workspaces, api_keys, api_objects, api_guardrails, api_users, api_audit, api_limits):
         app.include_router(module.router, prefix=PREFIX)
     return app

@@ -20,18 +20,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lockgate.admin import objects
+from lockgate.admin import limits_objects, objects
 from lockgate.config import FileConfig
 from lockgate.errors import BadRequest
 from lockgate.governance.auth import generate_key, hash_key, key_hint
 from lockgate.governance.secrets import SecretBox, SecretKeyError
+from lockgate.governance.specs import parse_scope
 from lockgate.store.control import (
     API_KEY,
+    BUDGET,
     GUARDRAIL,
     GUARDRAIL_ATTACHMENT,
     INTEGRATION,
     MODEL_ALIAS,
+    RATE_LIMIT,
     ROUTE_CONFIG,
+    USAGE_POLICY,
     WORKSPACE,
     AuditActor,
     Change,
@@ -145,8 +149,33 @@ class _Applier:
         from lockgate.admin.declarative_guardrails import apply_guardrails
 
         await apply_guardrails(self, config)
+        await self._limits(config)
         if self.source == "file":
             await self._prune()
+
+    async def _limits(self, config: FileConfig) -> None:
+        """Budgets, rate limits and policies, matched by name; scopes resolve by name."""
+        sections = (
+            (BUDGET, "budgets", config.budgets, limits_objects.budget_values),
+            (RATE_LIMIT, "rate_limits", config.rate_limits, limits_objects.limit_values),
+            (USAGE_POLICY, "policies", config.policies, limits_objects.policy_values),
+        )
+        for kind, section, specs, values_of in sections:
+            for i, spec in enumerate(specs):
+                param = f"{section}.{i}.scope"
+                try:
+                    scope = await limits_objects.resolve_scope(
+                        self.tx, spec.scope, param=param, workspace_by_name=self.workspace_ids.get
+                    )
+                except BadRequest:
+                    if not (self.dry_run and _declared(config, spec.scope)):
+                        raise
+                    # A dry run creates nothing: a workspace or key this file adds gets a stand-in.
+                    kind_, ident, value = parse_scope(spec.scope)
+                    scope = {"scope_type": kind_, "scope_id": f"(new {ident})", "scope_value": value}
+                    scope["workspace_id"] = None
+                values = {"name": spec.name, **scope, **values_of(spec)}
+                await self._upsert(kind, spec.name, {"name": spec.name}, values)
 
     async def _key(self, key: Any, where: str) -> None:
         workspace_id = self._workspace(key.workspace, f"{where}.workspace")
@@ -223,6 +252,9 @@ class _Applier:
         for kind in (
             GUARDRAIL_ATTACHMENT,
             GUARDRAIL,
+            BUDGET,
+            RATE_LIMIT,
+            USAGE_POLICY,
             API_KEY,
             MODEL_ALIAS,
             ROUTE_CONFIG,
@@ -293,6 +325,20 @@ async def export_config(control: ControlStore) -> dict[str, Any]:
         else:
             alias["targets"] = row["targets"]
         out["models"].append(alias)
+    key_names = {k["id"]: f"{ws_names[k['workspace_id']]}/{k['name']}" for k in state.api_keys}
+    for section, rows, values_of in (
+        ("budgets", state.budgets, _budget_export),
+        ("rate_limits", state.rate_limits, _limit_export),
+        ("policies", state.usage_policies, _policy_export),
+    ):
+        out[section] = [
+            {
+                "name": r["name"],
+                "scope": limits_objects.scope_of(r, names=ws_names, keys=key_names),
+                **values_of(r),
+            }
+            for r in rows
+        ]
     for row in state.api_keys:
         if row["status"] != "active":
             continue
@@ -309,3 +355,38 @@ async def export_config(control: ControlStore) -> dict[str, Any]:
 
     out.update(export_guardrails(state, ws_names))
     return {k: v for k, v in out.items() if v}
+
+
+def _declared(config: FileConfig, scope: str) -> bool:
+    kind, ident, _ = parse_scope(scope)
+    if kind == "workspace":
+        return any(w.name == ident for w in config.workspaces)
+    if kind == "key":
+        return any(f"{k.workspace}/{k.name}" == ident for k in config.keys)
+    return False
+
+
+def _budget_export(row: Row) -> dict[str, Any]:
+    out = {k: row[k] for k in ("amount_usd", "period", "mode", "auto_revoke", "alert_thresholds")}
+    if row["alert_webhook"]:
+        out["alert_webhook"] = row["alert_webhook"]
+    return out
+
+
+def _limit_export(row: Row) -> dict[str, Any]:
+    from lockgate.governance.specs import LIMIT_FIELDS
+
+    return {k: row[k] for k in LIMIT_FIELDS if row[k] is not None}
+
+
+def _policy_export(row: Row) -> dict[str, Any]:
+    columns = (
+        "allowed_models",
+        "denied_models",
+        "max_tokens",
+        "max_n",
+        "temperature_min",
+        "temperature_max",
+        "required_metadata",
+    )
+    return {k: row[k] for k in columns if row[k] is not None}
