@@ -18,6 +18,7 @@ from tests.gateway_harness import GatewayThread, demo_config
 
 KEY = "lg-limits-ci-key-0123456789"
 OTHER = "lg-limits-other-key-0123456789"
+STREAMER = "lg-limits-streamer-key-0123456789"
 SECRET = "test-secret-key-for-fernet"
 
 
@@ -31,6 +32,7 @@ def governed(mock_url: str, **sections: Any) -> dict[str, Any]:
     config["keys"] = [
         {"name": "ci", "workspace": "default", "key": KEY},
         {"name": "other", "workspace": "team-a", "key": OTHER},
+        {"name": "streamer", "workspace": "default", "key": STREAMER},
     ]
     config.update(sections)
     return config
@@ -62,6 +64,7 @@ def gw(mock: MockProviderThread, tmp_path_factory: pytest.TempPathFactory) -> It
         ],
         budgets=[
             {"name": "per-user", "scope": "metadata:user", "amount_usd": 0.0001, "period": "day"},
+            {"name": "streamer", "scope": "key:default/streamer", "amount_usd": 1, "period": "week"},
         ],
     )
     with GatewayThread(tmp_path_factory.mktemp("limits"), config, secret_key=SECRET) as gateway:
@@ -270,3 +273,23 @@ def test_unreachable_redis_fails_closed_or_open_without_hanging(
     else:
         assert {r.status_code for r in limited} == {200}
         assert [r["limits"] for r in records if r["key_id"] and r["status"] == 200][:3] == ["local"] * 3
+
+
+def test_streams_settle_their_usage_broken_ones_their_estimate(
+    gw: GatewayThread, mock: MockProviderThread
+) -> None:
+    mock.add_fault(cut_after_chunks=2, match_model="gpt-4o-mini")
+    body = chat("stream me", max_tokens=20, stream=True)
+    with client(gw, STREAMER) as http:
+        for _ in range(2):  # the first breaks after two chunks, the second completes
+            with http.stream("POST", "/v1/chat/completions", json=body) as reply:
+                assert reply.status_code == 200
+                reply.read()
+    scope = "key:" + _key_id(gw, "streamer")
+    records = [r for r in gw.records() if r["key_id"] == scope[4:]]
+    broken, whole = records
+    assert broken["usage_source"] == "estimated" and broken["cost_usd"] > 0
+    assert whole["usage_source"] == "reported" and whole["cost_usd"] > broken["cost_usd"]
+    live = gw.run(gw.app.counters.read((scope,)))[scope]
+    assert live["a"] == pytest.approx(broken["cost_usd"] + whole["cost_usd"], abs=1e-15)
+    assert "r" not in live  # both reservations were given back
