@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lockgate import cli_control
+from lockgate import cli_control, cli_limits
 from lockgate.commands import importing, integrations, keys, routes, workspaces
 
 app = typer.Typer(
@@ -30,6 +30,10 @@ app.add_typer(integrations.app, name="integrations")
 app.add_typer(routes.models_app, name="models")
 app.add_typer(routes.configs_app, name="configs")
 app.add_typer(importing.app, name="import")
+app.add_typer(cli_limits.budgets_app, name="budgets")
+app.add_typer(cli_limits.limits_app, name="rate-limits")
+app.add_typer(cli_limits.policies_app, name="policies")
+app.command("usage")(cli_limits.usage)
 console = Console()
 
 

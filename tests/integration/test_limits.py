@@ -293,3 +293,16 @@ def test_streams_settle_their_usage_broken_ones_their_estimate(
     live = gw.run(gw.app.counters.read((scope,)))[scope]
     assert live["a"] == pytest.approx(broken["cost_usd"] + whole["cost_usd"], abs=1e-15)
     assert "r" not in live  # both reservations were given back
+
+
+def test_approximate_mode_gives_each_worker_its_share(mock: MockProviderThread, tmp_path: Path) -> None:
+    config = governed(
+        mock.url, rate_limits=[{"name": "ci-rpm", "scope": "key:default/ci", "requests_per_minute": 4}]
+    )
+    with (
+        GatewayThread(tmp_path, config, secret_key=SECRET, workers=2, approximate_limits=True) as gw,
+        client(gw) as http,
+    ):
+        statuses = [http.post("/v1/chat/completions", json=chat()).status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]  # this worker's half of 4
+        assert {r["limits"] for r in gw.records() if r["status"] == 200} == {"approximate"}
