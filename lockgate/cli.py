@@ -13,8 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lockgate import cli_control, cli_limits
-from lockgate.commands import importing, integrations, keys, routes, workspaces
+from lockgate import cli_control
+from lockgate.commands import importing, integrations, keys, limits, routes, workspaces
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Lockgate: the AI gateway and control plane."
@@ -30,10 +30,10 @@ app.add_typer(integrations.app, name="integrations")
 app.add_typer(routes.models_app, name="models")
 app.add_typer(routes.configs_app, name="configs")
 app.add_typer(importing.app, name="import")
-app.add_typer(cli_limits.budgets_app, name="budgets")
-app.add_typer(cli_limits.limits_app, name="rate-limits")
-app.add_typer(cli_limits.policies_app, name="policies")
-app.command("usage")(cli_limits.usage)
+app.add_typer(limits.budgets_app, name="budgets")
+app.add_typer(limits.limits_app, name="rate-limits")
+app.add_typer(limits.policies_app, name="policies")
+app.command("usage")(limits.usage)
 console = Console()
 
 

@@ -37,7 +37,7 @@ def test_budgets_limits_policies_and_usage_from_the_cli(tmp_path: Path, mock: Mo
         )
         assert policy.returncode == 0 and "cli-p" in policy.stdout
         bad = lockgate("rate-limits", "create", "cli-none", "--scope", scope, env=env)
-        assert bad.returncode == 1 and "at least one of" in bad.stdout
+        assert bad.returncode == 1 and "at least one of" in bad.stderr
         listed = lockgate("budgets", "list", env=env)
         assert "cli-b" in listed.stdout and scope in listed.stdout
 
@@ -51,6 +51,7 @@ def test_budgets_limits_policies_and_usage_from_the_cli(tmp_path: Path, mock: Mo
         assert usage.returncode == 0, usage.stdout
         assert "cli-b" in usage.stdout and "cli-rl" in usage.stdout and "requests_per_minute" in usage.stdout
 
+        assert "cli-b" in lockgate("budgets", "get", "cli-b", env=env).stdout  # by name
         assert lockgate("budgets", "delete", budget["id"], env=env).returncode == 0
         assert "cli-b" not in lockgate("budgets", "list", env=env).stdout
 
