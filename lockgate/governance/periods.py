@@ -10,6 +10,7 @@ its days.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime, timedelta
 
 PERIODS = ("none", "day", "week", "month")
@@ -55,8 +56,13 @@ def period_end(period: str, at: float) -> float | None:
 
 
 def field_name(period: str, at: float) -> str:
-    """The counter field of the period holding ``at``."""
-    start = period_start(period, at)
+    """The counter field of the period holding ``at`` (memoised per UTC day: it runs per request)."""
+    return _field_on_day(period, day_number(at))
+
+
+@functools.lru_cache(maxsize=64)
+def _field_on_day(period: str, day: int) -> str:
+    start = period_start(period, day * 86400.0)
     if start is None:
         return LIFETIME_FIELD
     if period == "month":
@@ -67,7 +73,8 @@ def field_name(period: str, at: float) -> str:
 def all_fields(at: float) -> tuple[str, ...]:
     """Every period's field at ``at``: each charge lands in all four, so any budget added later
     finds its counter already holding the spend."""
-    return tuple(field_name(p, at) for p in PERIODS)
+    day = day_number(at)
+    return tuple(_field_on_day(p, day) for p in PERIODS)
 
 
 def first_day(period: str, at: float) -> int | None:

@@ -37,6 +37,7 @@ from lockgate.state.counters import (
 
 log = logging.getLogger("lockgate.state")
 _SEED_CLAIM_MS = 60_000
+_MAX_CONNECTIONS = 64  # per worker process
 
 
 def _s(value: Any) -> str:
@@ -55,13 +56,18 @@ class RedisCounters:
     shared = True
 
     def __init__(self, url: str, *, timeout: float = 0.25) -> None:
-        self._client = aioredis.Redis.from_url(
+        # A bounded pool: a burst of requests queues for a connection (within the call's deadline)
+        # instead of opening thousands of sockets at once.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=_MAX_CONNECTIONS,
+            timeout=timeout * 2,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=30,
         )
+        self._client = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
         self._timeout = timeout
         self._admit = self._client.register_script(lua.ADMIT)
         self._settle = self._client.register_script(lua.SETTLE)
@@ -72,8 +78,10 @@ class RedisCounters:
 
     async def _call(self, script: Any, args: list[Any], limit: float | None = None) -> Any:
         try:
-            # The socket timeout bounds each read; wait_for bounds the whole call (connect included).
-            return await asyncio.wait_for(script(args=args), limit or self._timeout * 2)
+            # The socket timeout bounds each read; this bounds the whole call (pool wait and connect
+            # included), without the extra task wait_for would create on Python 3.11.
+            async with asyncio.timeout(limit or self._timeout * 2):
+                return await script(args=args)
         except (RedisError, OSError, TimeoutError) as exc:
             raise CountersUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
 
