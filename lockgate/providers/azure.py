@@ -26,6 +26,7 @@ Azure AI Foundry model inference (``azure-foundry``), ``base_url`` =
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -37,6 +38,7 @@ from lockgate.providers.base import (
     EMBEDDINGS,
     Body,
     Credential,
+    CredentialProblem,
     UpstreamRequest,
     register,
 )
@@ -45,6 +47,8 @@ from lockgate.providers.openai_compat import OpenAICompatProvider, OpenAIStreamR
 AZURE_API_VERSION = "2024-10-21"
 FOUNDRY_API_VERSION = "2024-05-01-preview"
 _PATHS = {CHAT: "chat/completions", COMPLETIONS: "completions", EMBEDDINGS: "embeddings"}
+ENTRA_FIELDS = ("tenant_id", "client_id", "client_secret")
+_ENTRA = ", ".join(ENTRA_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,23 @@ class _AzureBase:
     endpoints: frozenset[str]
     default_base_url: str = ""
     dialect: str = "openai"
+    secret_options = frozenset({"entra.client_secret"})
+
+    def check_credential(self, cred: Credential) -> CredentialProblem | None:
+        """What an integration lacks to be usable (checked when it is written), or None."""
+        entra = cred.options.get("entra")
+        if entra is not None:
+            if not isinstance(entra, Mapping):
+                return CredentialProblem("options.entra", f"options.entra must be an object with {_ENTRA}")
+            missing = [k for k in ENTRA_FIELDS if not entra.get(k)]
+            if missing:
+                return CredentialProblem(f"options.entra.{missing[0]}", f"options.entra needs {_ENTRA}")
+            return None
+        if not (cred.api_key or "authorization" in {k.lower() for k in cred.headers}):
+            return CredentialProblem(
+                "api_key", f"{self.name} needs an api_key, options.entra or headers.authorization"
+            )
+        return None
 
     def _headers(self, cred: Credential) -> dict[str, str]:
         headers = {"content-type": "application/json", "accept-encoding": "identity"}

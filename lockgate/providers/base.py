@@ -23,6 +23,12 @@ Optional provider hooks, looked up with ``getattr`` so simple providers stay sim
   untranslated) -> canonical usage, e.g. DeepSeek's ``prompt_cache_hit_tokens``.
 - ``error_headers``: names of response headers ``parse_error`` wants as ``headers=``
   (Bedrock's ``x-amzn-errortype``).
+- ``check_credential(cred) -> CredentialProblem | None``: what an integration lacks,
+  checked when it is written (admin API, ``lockgate.yaml`` apply), so a misconfigured
+  integration is refused there rather than failing at request time.
+- ``secret_options``: dotted option paths whose values are secrets (``entra.client_secret``).
+  With the name rule in ``governance/secret_fields.py`` they decide which option values are
+  encrypted at rest and masked everywhere else.
 """
 
 from __future__ import annotations
@@ -50,10 +56,22 @@ class Credential:
     name: str
     provider: str
     base_url: str
-    # Kept out of repr so a logged Credential never shows the secret.
+    # Kept out of repr so a logged Credential never shows the secret; options and headers
+    # may hold secrets too (SigV4 keys, service accounts, a static authorization header).
     api_key: str | None = field(default=None, repr=False)
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialProblem:
+    """Why an integration is unusable: the field at fault (``options.project``) and what it lacks."""
+
+    param: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass(slots=True)
@@ -197,6 +215,17 @@ def normalize_usage(provider: Provider, usage: dict[str, Any]) -> dict[str, Any]
     """A provider's usage block in canonical form (identity unless the provider says otherwise)."""
     hook = getattr(provider, "normalize_usage", None)
     return hook(usage) if hook is not None else usage
+
+
+def check_credential(provider: Provider, cred: Credential) -> CredentialProblem | None:
+    """The provider's ``check_credential`` verdict (None when it has no such hook)."""
+    hook = getattr(provider, "check_credential", None)
+    return hook(cred) if hook is not None else None
+
+
+def secret_option_paths(provider: Provider | None) -> frozenset[str]:
+    """The dotted option paths the provider declares secret (``entra.client_secret``)."""
+    return frozenset(getattr(provider, "secret_options", ()))
 
 
 def parse_upstream_error(

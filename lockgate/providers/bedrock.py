@@ -69,7 +69,15 @@ from urllib.parse import quote
 import orjson
 
 from lockgate.errors import BadRequest, UnsupportedParameter, UpstreamError
-from lockgate.providers.base import CHAT, EMBEDDINGS, Body, Credential, UpstreamRequest, register
+from lockgate.providers.base import (
+    CHAT,
+    EMBEDDINGS,
+    Body,
+    Credential,
+    CredentialProblem,
+    UpstreamRequest,
+    register,
+)
 from lockgate.providers.bedrock_converse import (
     EXCEPTIONS,
     ConverseStreamToChat,
@@ -116,14 +124,25 @@ class BedrockProvider:
     default_base_url = "https://bedrock-runtime.{region}.amazonaws.com"
     endpoints = frozenset({CHAT, EMBEDDINGS})
     error_headers = ("x-amzn-errortype",)
+    # The access key id is an identifier, not a secret, but it names the account: kept with the rest.
+    secret_options = frozenset({"access_key_id", "secret_access_key", "session_token"})
 
-    def check_credential(self, cred: Credential) -> str | None:
-        """What an integration lacks to be usable (checked at config load), or None."""
+    def check_credential(self, cred: Credential) -> CredentialProblem | None:
+        """What an integration lacks to be usable (checked when it is written), or None."""
         options = cred.options
         if options.get("access_key_id") and not options.get("secret_access_key"):
-            return "options.access_key_id needs options.secret_access_key"
+            return CredentialProblem(
+                "options.secret_access_key", "options.access_key_id needs options.secret_access_key"
+            )
+        if options.get("secret_access_key") and not options.get("access_key_id"):
+            return CredentialProblem(
+                "options.access_key_id", "options.secret_access_key needs options.access_key_id"
+            )
         if not (options.get("access_key_id") or cred.api_key):
-            return "bedrock needs options.access_key_id + secret_access_key, or a Bedrock API key in api_key"
+            return CredentialProblem(
+                "api_key",
+                "bedrock needs options.access_key_id + secret_access_key, or a Bedrock API key in api_key",
+            )
         return None
 
     def build_request(self, endpoint: str, body: Body, cred: Credential) -> UpstreamRequest:

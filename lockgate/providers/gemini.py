@@ -88,7 +88,15 @@ from urllib.parse import quote
 import orjson
 
 from lockgate.errors import BadRequest, UnsupportedParameter, UpstreamError
-from lockgate.providers.base import CHAT, EMBEDDINGS, Body, Credential, UpstreamRequest, register
+from lockgate.providers.base import (
+    CHAT,
+    EMBEDDINGS,
+    Body,
+    Credential,
+    CredentialProblem,
+    UpstreamRequest,
+    register,
+)
 from lockgate.providers.gemini_request import chat_to_gemini, embeddings_to_gemini, embeddings_to_vertex
 from lockgate.providers.gemini_response import (
     GeminiStreamToChat,
@@ -199,15 +207,21 @@ class VertexProvider(_GeminiDialect):
             f"/publishers/google/models/{_model_path(model)}:{method}"
         )
 
-    def check_credential(self, cred: Credential) -> str | None:
-        """What an integration lacks to be usable (checked at config load), or None."""
+    secret_options = frozenset({"service_account"})
+
+    def check_credential(self, cred: Credential) -> CredentialProblem | None:
+        """What an integration lacks to be usable (checked when it is written), or None."""
         if cred.options.get("express_mode"):
-            return None if cred.api_key else "express_mode needs an api_key (a Vertex API key)"
+            if cred.api_key:
+                return None
+            return CredentialProblem("api_key", "express_mode needs an api_key (a Vertex API key)")
         if not cred.options.get("project"):
-            return "vertex needs options.project"
-        if not (cred.api_key or cred.options.get("service_account") or "authorization" in cred.headers):
-            return (
-                "vertex needs options.service_account, an access token in api_key, or headers.authorization"
+            return CredentialProblem("options.project", "vertex needs options.project")
+        headers = {k.lower() for k in cred.headers}
+        if not (cred.api_key or cred.options.get("service_account") or "authorization" in headers):
+            return CredentialProblem(
+                "options.service_account",
+                "vertex needs options.service_account, an access token in api_key, or headers.authorization",
             )
         return None
 

@@ -312,10 +312,16 @@ def test_an_integration_without_credentials_is_a_bad_request() -> None:
         BEDROCK.build_request(CHAT, body, _cred())
 
 
-def test_check_credential() -> None:
-    assert BEDROCK.check_credential(_cred()) is not None
-    assert BEDROCK.check_credential(_cred(access_key_id="A")) is not None
-    assert BEDROCK.check_credential(_cred(access_key_id="A", secret_access_key="S")) is None
+def test_check_credential_names_the_field_at_fault() -> None:
+    def param(cred: Credential) -> str | None:
+        problem = BEDROCK.check_credential(cred)
+        return problem.param if problem is not None else None
+
+    assert param(_cred()) == "api_key"
+    assert param(_cred(access_key_id="A")) == "options.secret_access_key"
+    assert param(_cred(secret_access_key="S")) == "options.access_key_id"
+    assert param(_cred(access_key_id="A", secret_access_key="S")) is None
+    assert param(Credential("aws", "bedrock", BEDROCK.default_base_url, api_key="ABSK")) is None
 
 
 # --- embeddings and errors ------------------------------------------------------------------

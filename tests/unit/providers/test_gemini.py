@@ -12,7 +12,7 @@ import pytest
 from anthropic_fixtures import openai_sdk_final_completion, parse_sse, zero_created
 
 from lockgate.errors import BadRequest, UnsupportedParameter
-from lockgate.providers.base import CHAT, EMBEDDINGS, Body, Credential, get_provider
+from lockgate.providers.base import CHAT, EMBEDDINGS, Body, Credential, CredentialProblem, get_provider
 from lockgate.providers.gemini_request import chat_to_gemini, gemini_schema
 from lockgate.providers.gemini_response import GeminiStreamToChat, response_to_chat
 
@@ -238,8 +238,19 @@ def test_vertex_minted_token_comes_in_headers() -> None:
 
 
 def test_vertex_check_credential() -> None:
-    assert VERTEX.check_credential(_cred("vertex", api_key="t")) == "vertex needs options.project"
-    assert VERTEX.check_credential(_cred("vertex", options={"project": "p"})) is not None
+    assert VERTEX.check_credential(_cred("vertex", api_key="t")) == CredentialProblem(
+        "options.project", "vertex needs options.project"
+    )
+    unauthenticated = VERTEX.check_credential(_cred("vertex", options={"project": "p"}))
+    assert unauthenticated is not None and unauthenticated.param == "options.service_account"
+    assert (
+        VERTEX.check_credential(
+            _cred("vertex", options={"project": "p"}, headers={"Authorization": "Bearer t"})
+        )
+        is None
+    )
+    express = VERTEX.check_credential(_cred("vertex", options={"express_mode": True}))
+    assert express is not None and express.param == "api_key"
     assert (
         VERTEX.check_credential(
             _cred("vertex", options={"project": "p", "service_account": {"client_email": "x"}})
