@@ -63,6 +63,8 @@ Converse -> chat
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -96,6 +98,24 @@ def region_of(cred: Credential) -> str:
     return str(cred.options.get("region") or DEFAULT_REGION)
 
 
+class _RedactSessionToken(logging.Filter):
+    """botocore.auth logs each canonical request at DEBUG, and it holds the session token."""
+
+    _TOKEN = re.compile(r"(x-amz-security-token:)[^\n]*", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self._TOKEN.sub(r"\1<redacted>", a) if isinstance(a, str) else a for a in record.args
+            )
+        if isinstance(record.msg, str):
+            record.msg = self._TOKEN.sub(r"\1<redacted>", record.msg)
+        return True
+
+
+_REDACT = _RedactSessionToken()
+
+
 def sign_v4(
     method: str,
     url: str,
@@ -113,6 +133,9 @@ def sign_v4(
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
+    botocore_auth = logging.getLogger("botocore.auth")
+    if _REDACT not in botocore_auth.filters:
+        botocore_auth.addFilter(_REDACT)
     request = AWSRequest(method=method, url=url, data=body, headers=headers)
     SigV4Auth(Credentials(access_key, secret_key, session_token), service, region).add_auth(request)
     return dict(request.headers.items())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import struct
 import zlib
 from pathlib import Path
@@ -304,6 +305,18 @@ def test_bedrock_api_key_is_a_bearer_token() -> None:
     )
     assert request.headers["authorization"] == "Bearer ABSKexample"
     assert request.url.startswith("https://bedrock-runtime.us-east-1.amazonaws.com/")
+
+
+def test_botocore_debug_logs_leave_out_the_session_token(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="botocore")
+    token = "FwoGZXIvYXdzEXAMPLE-session-token-0123"
+    cred = _cred(access_key_id="AKIDEXAMPLE", secret_access_key=SECRET, session_token=token)
+    sent = BEDROCK.build_request(
+        CHAT, Body({"model": "m.x", "messages": [{"role": "user", "content": "hi"}]}), cred
+    )
+    assert sent.headers["X-Amz-Security-Token"] == token  # signed and sent
+    assert "CanonicalRequest" in caplog.text and "x-amz-security-token:<redacted>" in caplog.text
+    assert token not in caplog.text and all(token not in repr(r.__dict__) for r in caplog.records)
 
 
 def test_an_integration_without_credentials_is_a_bad_request() -> None:
