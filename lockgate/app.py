@@ -70,7 +70,7 @@ class ControlPlane:
     async def prepare(self) -> ApplyResult | None:
         """Migrate and apply the declarative file, once per start, serialised across processes."""
         async with self.store.startup_lock():
-            await self.store.migrate(lock=False)
+            await self.store.migrate(lock=False, secrets=self.secrets)
             if self.file_config is None:
                 return None
             return await apply_config(self.control, self.secrets, self.file_config)

@@ -20,6 +20,7 @@ from lockgate.config import ModelAliasConfig
 from lockgate.errors import ModelNotFound, PermissionDenied
 from lockgate.gateway.route_config import RouteConfig, parse_route_config
 from lockgate.gateway.routing import Route, RouteTable
+from lockgate.governance import secret_fields
 from lockgate.governance.auth import KeyEntry
 from lockgate.governance.policy import matches
 from lockgate.governance.rules import NO_GOVERNANCE, Governance, build_governance
@@ -141,6 +142,7 @@ def _credential(row: Row, secrets: SecretBox) -> Credential | None:
         return None
     try:
         api_key = secrets.decrypt(row["secret_ciphertext"]) if row["secret_ciphertext"] else None
+        options, headers = secret_fields.open_fields(secrets, row)
     except SecretKeyError as exc:
         log.error("integration %r skipped: %s", row["name"], exc)
         return None
@@ -153,8 +155,8 @@ def _credential(row: Row, secrets: SecretBox) -> Credential | None:
         provider=row["provider"],
         base_url=base_url,
         api_key=api_key,
-        headers=row["headers"] or {},
-        options=row["options"] or {},
+        headers=headers,
+        options=options,
     )
 
 

@@ -61,7 +61,7 @@ class Kind:
 
 WORKSPACE = Kind("workspace", workspaces, "ws", workspace_column="id")
 API_KEY = Kind("api_key", api_keys, "key", frozenset({"key_hash"}), "workspace_id")
-INTEGRATION = Kind("integration", integrations, "int", frozenset({"secret_ciphertext"}))
+INTEGRATION = Kind("integration", integrations, "int", frozenset({"secret_ciphertext", "sealed_ciphertext"}))
 MODEL_ALIAS = Kind("model_alias", model_aliases, "mdl", workspace_column="workspace_id")
 ROUTE_CONFIG = Kind("route_config", route_configs, "cfg", workspace_column="workspace_id")
 GUARDRAIL = Kind("guardrail", guardrails, "grd", workspace_column="workspace_id")

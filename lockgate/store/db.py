@@ -14,6 +14,7 @@ from sqlalchemy import event, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from lockgate.governance.secrets import SecretBox
 from lockgate.store import migrate
 from lockgate.store.tables import request_logs
 
@@ -46,16 +47,17 @@ class Store:
         """Where a SQLite database lives; local files that belong with it go there too."""
         return Path(self.sqlite_path).parent if self.sqlite_path else None
 
-    async def migrate(self, *, lock: bool = True) -> None:
+    async def migrate(self, *, lock: bool = True, secrets: SecretBox | None = None) -> None:
         """Bring the schema to the newest migration (a no-op when it is there).
 
         ``lock=False`` when the caller already holds ``startup_lock`` (it is not re-entrant).
+        ``secrets`` is the ``SecretBox`` for migrations that encrypt stored values.
         """
         if not lock:
-            await migrate.upgrade(self.engine)
+            await migrate.upgrade(self.engine, secrets=secrets)
             return
         async with self.startup_lock():
-            await migrate.upgrade(self.engine)
+            await migrate.upgrade(self.engine, secrets=secrets)
 
     def startup_lock(self) -> Any:
         return migrate.startup_lock(self.engine, self.sqlite_path)
@@ -95,4 +97,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     # Several worker processes may flush at once: wait rather than fail.
     cursor.execute("PRAGMA busy_timeout=5000")
+    # Freed space is zeroed, so a replaced value (a secret sealed by a migration) leaves no copy.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()

@@ -23,6 +23,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from lockgate.governance.secrets import SecretBox
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 _ADVISORY_LOCK_ID = 0x10C6A7E  # any constant shared by every Lockgate process
 
@@ -42,11 +44,22 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+async def upgrade(engine: AsyncEngine, revision: str = "head", *, secrets: SecretBox | None = None) -> None:
+    """``secrets``: the application's ``SecretBox``, for migrations that encrypt stored values
+    (without it they load the key as the application would, and only if they need it)."""
+    await _run(engine, command.upgrade, revision, secrets)
+
+
+async def downgrade(engine: AsyncEngine, revision: str, *, secrets: SecretBox | None = None) -> None:
+    await _run(engine, command.downgrade, revision, secrets)
+
+
+async def _run(engine: AsyncEngine, step: Any, revision: str, secrets: SecretBox | None) -> None:
     def run(sync_connection: Any) -> None:
         config = alembic_config()
         config.attributes["connection"] = sync_connection
-        command.upgrade(config, revision)
+        config.attributes["secrets"] = secrets
+        step(config, revision)
 
     async with engine.begin() as conn:
         await conn.run_sync(run)

@@ -132,8 +132,11 @@ integrations = Table(
     # Fernet token of the provider secret; never the secret itself.
     Column("secret_ciphertext", Text),
     Column("secret_hint", String(32)),
+    # Secret option and header values appear here masked; the values themselves are in
+    # sealed_ciphertext, a Fernet token (governance/secret_fields.py says which are secret).
     Column("headers", JSON, nullable=False),
     Column("options", JSON, nullable=False),
+    Column("sealed_ciphertext", Text),
     Column("workspace_ids", JSON),  # null: every workspace may use it
     Column("allowed_models", JSON),  # null: any model
     *_tracked(),
