@@ -60,8 +60,11 @@ async def list_integrations(
 async def create_integration(body: IntegrationCreate, ctx: Ctx, actor: Who) -> dict[str, Any]:
     actor.require("admin")
     values = objects.integration_values(
+        ctx.secrets,
+        name=body.name,
         provider=body.provider,
         base_url=body.base_url,
+        api_key=body.api_key,
         headers=body.headers,
         options=body.options,
         workspace_ids=body.workspace_ids,
@@ -90,26 +93,39 @@ async def update_integration(
     integration_id: str, body: IntegrationUpdate, ctx: Ctx, actor: Who, version: Version
 ) -> dict[str, Any]:
     actor.require("admin")
-    values = body.given()
-    secret = values.pop("api_key", None)
-    if secret is not None:
-        values.update(objects.secret_values(ctx.secrets, secret))
-    elif "api_key" in body.model_fields_set:  # explicit null: the integration has no secret
-        values.update(secret_ciphertext=None, secret_hint=None)
+    given = body.given()
     async with ctx.control.change(actor.audit) as tx:
         current = await tx.require(INTEGRATION, integration_id)
-        objects.integration_values(
+        if {"api_key", "options", "headers"} <= given.keys():  # all replaced: nothing to decrypt
+            api_key, options, headers = None, {}, {}
+        else:
+            api_key, options, headers = objects.stored_fields(ctx.secrets, current)
+        if "api_key" in given:  # null: the integration has no secret
+            api_key = given["api_key"]
+        # Options and headers are replaced whole (null: none); a mask read from this API
+        # keeps the secret it stands for.
+        if "options" in given:
+            options = given["options"] or {}
+        if "headers" in given:
+            headers = given["headers"] or {}
+        kept = ("base_url", "workspace_ids", "allowed_models")
+        values = objects.integration_values(
+            ctx.secrets,
+            name=current["name"],
             provider=current["provider"],
-            base_url=values.get("base_url", current["base_url"]),
-            headers={},
-            options={},
-            workspace_ids=None,
-            allowed_models=None,
+            api_key=api_key,
+            options=options,
+            headers=headers,
+            previous=current,
+            **{k: given[k] if k in given else current[k] for k in kept},
         )
-        await _check_workspaces(tx, values.get("workspace_ids"), "workspace_ids")
-        for column in ("headers", "options"):
-            if column in values and values[column] is None:
-                values[column] = {}
+        if "api_key" in given:
+            values.update(
+                objects.secret_values(ctx.secrets, api_key)
+                if api_key
+                else {"secret_ciphertext": None, "secret_hint": None}
+            )
+        await _check_workspaces(tx, given.get("workspace_ids"), "workspace_ids")
         row = await tx.update(INTEGRATION, integration_id, values, expected_version=version)
     await ctx.changed(tx.version if tx.changed else None)
     return one(INTEGRATION, row)

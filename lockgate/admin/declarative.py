@@ -23,6 +23,7 @@ from typing import Any
 from lockgate.admin import limits_objects, objects
 from lockgate.config import FileConfig
 from lockgate.errors import BadRequest
+from lockgate.governance import secret_fields
 from lockgate.governance.auth import generate_key, hash_key, key_hint
 from lockgate.governance.secrets import SecretBox, SecretKeyError
 from lockgate.governance.specs import parse_scope
@@ -109,15 +110,22 @@ class _Applier:
         integration_names = {r["name"] for r in await self.tx.all(INTEGRATION)}
         integration_names |= {i.name for i in config.integrations}
         for i, item in enumerate(config.integrations):
+            existing = await self.tx.find(INTEGRATION, name=item.name)
+            # Sealed against the stored row: unchanged secrets keep their ciphertext, so a
+            # second apply of the same file changes nothing.
             values = objects.integration_values(
+                self.secrets,
+                name=item.name,
                 provider=item.provider,
                 base_url=item.base_url,
+                api_key=item.api_key or None,
                 headers=item.headers,
                 options=item.options,
                 workspace_ids=self._workspaces(item.workspaces, f"integrations.{i}.workspaces"),
                 allowed_models=item.allowed_models,
+                previous=existing,
+                where=f"integrations.{i}",
             )
-            existing = await self.tx.find(INTEGRATION, name=item.name)
             if item.api_key and (existing is None or self._secret_of(existing) != item.api_key):
                 values.update(objects.secret_values(self.secrets, item.api_key))
             elif not item.api_key:
@@ -275,15 +283,19 @@ class _Applier:
 def _shown(kind: Kind, before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, list[Any]]:
     shown: dict[str, list[Any]] = {}
     for key, value in after.items():
-        if key in kind.hidden or key == "source":
+        if key == "source":
+            continue
+        if key in kind.hidden:  # a secret or a hash changed: say so, never what it holds
+            shown[key] = ["(hidden)" if before.get(key) else None, "(hidden)" if value else None]
             continue
         shown[key] = [before.get(key), value]
     return shown
 
 
 async def export_config(control: ControlStore) -> dict[str, Any]:
-    """The store as a lockgate.yaml mapping. Secrets are not exported: each integration's
-    ``api_key`` is a ``${VAR}`` reference to fill in, and keys are exported by hash."""
+    """The store as a lockgate.yaml mapping. Secrets are not exported: an integration's
+    ``api_key`` and its secret options and headers are ``${VAR}`` references to fill in
+    (``secret_fields.env_var_name``), and keys are exported by hash."""
     state = await control.load_state()
     ws_names = {w["id"]: w["name"] for w in state.workspaces}
     out: dict[str, Any] = {
@@ -302,10 +314,12 @@ async def export_config(control: ControlStore) -> dict[str, Any]:
         if row["base_url"]:
             item["base_url"] = row["base_url"]
         if row["secret_ciphertext"]:
-            item["api_key"] = "${" + objects.env_var_name(row["name"]) + "}"
+            item["api_key"] = "${" + secret_fields.env_var_name(row["name"]) + "}"
         for column in ("headers", "options"):
             if row[column]:
-                item[column] = row[column]
+                item[column] = secret_fields.with_references(
+                    row["provider"], column, row[column], row["name"]
+                )
         if row["workspace_ids"] is not None:
             item["workspaces"] = [ws_names[w] for w in row["workspace_ids"] if w in ws_names]
         if row["allowed_models"] is not None:

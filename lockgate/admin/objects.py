@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
 from lockgate.errors import BadRequest, Conflict
-from lockgate.governance.secrets import SecretBox, mask
-from lockgate.providers.base import get_provider
+from lockgate.gateway.credentials import CredentialConfigError, source_for
+from lockgate.governance import secret_fields
+from lockgate.governance.secrets import SecretBox, SecretKeyError, mask
+from lockgate.providers.base import Credential, CredentialProblem, check_credential, get_provider
 from lockgate.store.control import (
     API_KEY,
     BUDGET,
@@ -19,6 +20,7 @@ from lockgate.store.control import (
     ROUTE_CONFIG,
     USAGE_POLICY,
     Change,
+    Row,
 )
 
 
@@ -27,27 +29,67 @@ def secret_values(secrets: SecretBox, secret: str) -> dict[str, Any]:
 
 
 def integration_values(
+    secrets: SecretBox,
     *,
+    name: str,
     provider: str,
     base_url: str | None,
+    api_key: str | None,
     headers: Mapping[str, str],
     options: Mapping[str, Any],
     workspace_ids: list[str] | None,
     allowed_models: list[str] | None,
+    previous: Row | None = None,
+    where: str = "",
 ) -> dict[str, Any]:
+    """An integration's stored columns, its secret options and headers sealed, once it is usable.
+
+    ``api_key`` is the key it will have (checked here, stored by the caller with
+    ``secret_values``); ``previous`` is the stored row, whose secrets a mask keeps; ``where``
+    prefixes the ``param`` of a 400 (``integrations.2``).
+    """
+    at = f"{where}." if where else ""
     found = get_provider(provider)
     if found is None:
-        raise BadRequest(f"Unknown provider {provider!r}.", param="provider")
+        raise BadRequest(f"Unknown provider {provider!r}.", param=f"{at}provider")
     if not (base_url or found.default_base_url):
-        raise BadRequest(f"The provider {provider!r} needs a base_url.", param="base_url")
+        raise BadRequest(f"The provider {provider!r} needs a base_url.", param=f"{at}base_url")
+    sealed = secret_fields.seal(secrets, provider, options, headers, previous)
+    clear_options, clear_headers = secret_fields.open_fields(secrets, sealed)
+    cred = Credential(
+        name, provider, base_url or found.default_base_url, api_key, clear_headers, clear_options
+    )
+    problem = check_credential(found, cred)
+    if problem is None:
+        try:
+            source_for(cred)  # token-minting options (service account, Entra ID) must be usable too
+        except CredentialConfigError as exc:
+            problem = CredentialProblem(exc.param, str(exc))
+    if problem is not None:
+        raise BadRequest(
+            f"{at}{problem.param}: {problem.message}", param=f"{at}{problem.param}", code="invalid_credential"
+        )
     return {
         "provider": provider,
         "base_url": base_url,
-        "headers": dict(headers),
-        "options": dict(options),
+        **sealed,
         "workspace_ids": workspace_ids,
         "allowed_models": allowed_models,
     }
+
+
+def stored_fields(secrets: SecretBox, row: Row) -> tuple[str | None, dict[str, Any], dict[str, str]]:
+    """A stored integration's clear api_key, options and headers (for a partial update)."""
+    try:
+        api_key = secrets.decrypt(row["secret_ciphertext"]) if row["secret_ciphertext"] else None
+        options, headers = secret_fields.open_fields(secrets, row)
+    except SecretKeyError as exc:
+        raise Conflict(
+            f"The stored secrets of {row['name']!r} cannot be decrypted with LOCKGATE_SECRET_KEY; "
+            "send api_key, options and headers again.",
+            code="secret_unreadable",
+        ) from exc
+    return api_key, options, headers
 
 
 def check_alias_refs(
@@ -92,7 +134,3 @@ async def check_workspace_empty(tx: Change, workspace_id: str) -> None:
                 f"The workspace {workspace_id!r} still holds {kind.name} objects; delete or move them first.",
                 code="workspace_not_empty",
             )
-
-
-def env_var_name(integration: str) -> str:
-    return "LOCKGATE_SECRET_" + re.sub(r"[^A-Za-z0-9]", "_", integration).upper()

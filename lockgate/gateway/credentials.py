@@ -49,7 +49,14 @@ JWT_LIFETIME = 3600
 
 
 class CredentialConfigError(ValueError):
-    """An integration's token options are unusable (raised at startup, never per request)."""
+    """An integration's token options are unusable (raised when written or loaded, never per request).
+
+    ``param`` names the option at fault, e.g. ``options.entra.client_secret``.
+    """
+
+    def __init__(self, message: str, *, param: str = "options") -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class TokenSource(Protocol):
@@ -63,20 +70,30 @@ def _b64url(data: bytes) -> str:
 
 
 def _load_service_account(value: Any) -> dict[str, Any]:
+    param = "options.service_account"
     if isinstance(value, Mapping):
         info = dict(value)
     elif isinstance(value, str) and value.lstrip().startswith("{"):
-        info = json.loads(value)
+        try:
+            info = json.loads(value)
+        except ValueError:  # the text holds the private key: keep it out of the error
+            raise CredentialConfigError("the service account is not valid JSON", param=param) from None
     elif isinstance(value, str):
         try:
             info = json.loads(Path(value).expanduser().read_text())
         except (OSError, ValueError) as exc:
-            raise CredentialConfigError(f"cannot read the service account file {value}: {exc}") from exc
+            raise CredentialConfigError(
+                f"cannot read the service account file {value}: {exc}", param=param
+            ) from exc
     else:
-        raise CredentialConfigError("service_account must be an object, a JSON string or a file path")
+        raise CredentialConfigError(
+            "service_account must be an object, a JSON string or a file path", param=param
+        )
+    if not isinstance(info, dict):
+        raise CredentialConfigError("the service account JSON is not an object", param=param)
     missing = [k for k in ("client_email", "private_key", "token_uri") if not info.get(k)]
     if missing:
-        raise CredentialConfigError(f"the service account JSON lacks {', '.join(missing)}")
+        raise CredentialConfigError(f"the service account JSON lacks {', '.join(missing)}", param=param)
     return info
 
 
@@ -167,7 +184,8 @@ def source_for(cred: Credential) -> TokenSource | None:
         missing = [k for k in ("tenant_id", "client_id", "client_secret") if not entra.get(k)]
         if missing:
             raise CredentialConfigError(
-                f"integration {cred.name!r}: options.entra lacks {', '.join(missing)}"
+                f"integration {cred.name!r}: options.entra lacks {', '.join(missing)}",
+                param=f"options.entra.{missing[0]}",
             )
         return EntraClientCredentials(
             str(entra["tenant_id"]),

@@ -124,8 +124,8 @@ def secret_reference(value: Any, integration: str, path: str, findings: Findings
     ref = env_reference(value)
     if ref is not None:
         return ref
-    # The name `lockgate.yaml` export uses for the same integration (imported here: it pulls the store).
-    from lockgate.admin.objects import env_var_name
+    # The name `lockgate.yaml` export uses for the same integration.
+    from lockgate.governance.secret_fields import env_var_name
 
     var = env_var_name(integration)
     findings.changed(path, f"a literal secret is not copied; set {var} to it (the document reads ${{{var}}})")
