@@ -136,11 +136,7 @@ async def delete_integration(integration_id: str, ctx: Ctx, actor: Who, version:
     actor.require("admin")
     async with ctx.control.change(actor.audit) as tx:
         row = await tx.require(INTEGRATION, integration_id)
-        for alias in await tx.all(MODEL_ALIAS):
-            if any(t.startswith(f"@{row['name']}/") for t in alias["targets"] or []):
-                raise Conflict(
-                    f"The alias {alias['alias']!r} still routes to this integration.", code="in_use"
-                )
+        await objects.check_integration_unused(tx, row["name"])
         await tx.delete(INTEGRATION, integration_id, expected_version=version)
     await ctx.changed(tx.version)
     return {"object": INTEGRATION.name, "id": integration_id, "deleted": True}

@@ -277,6 +277,8 @@ class _Applier:
                 if not self.dry_run:
                     if kind is WORKSPACE:
                         await objects.check_workspace_empty(self.tx, row["id"])
+                    elif kind is INTEGRATION:
+                        await objects.check_integration_unused(self.tx, row["name"])
                     await self.tx.delete(kind, row["id"])
 
 

@@ -118,6 +118,39 @@ def check_alias_refs(
         raise BadRequest(f"{where}.config: no saved config {config_id!r}", param=f"{where}.config")
 
 
+def config_uses_integration(config: Any, name: str) -> bool:
+    """Whether a saved route config reaches the integration: a node of its tree (the root and
+    ``targets``, recursively) with ``provider: "@name"`` or ``virtual_key: name``."""
+    if not isinstance(config, Mapping):
+        return False
+    provider = config.get("provider")
+    if isinstance(provider, str) and provider.startswith("@") and provider[1:].partition("/")[0] == name:
+        return True
+    if name in (config.get("virtual_key"), config.get("virtualKey")):
+        return True
+    targets = config.get("targets")
+    return isinstance(targets, list) and any(config_uses_integration(t, name) for t in targets)
+
+
+async def check_integration_unused(tx: Change, name: str) -> None:
+    """409 naming every alias and saved config that still routes to the integration."""
+    users = [
+        f"alias {a['alias']!r}"
+        for a in await tx.all(MODEL_ALIAS)
+        if any(t.startswith(f"@{name}/") for t in a["targets"] or [])
+    ]
+    users += [
+        f"config {c['id']!r}"
+        for c in await tx.all(ROUTE_CONFIG)
+        if config_uses_integration(c["config"], name)
+    ]
+    if users:
+        raise Conflict(
+            f"The integration {name!r} is still used by {', '.join(users)}; change or delete them first.",
+            code="in_use",
+        )
+
+
 async def check_workspace_empty(tx: Change, workspace_id: str) -> None:
     for kind in (
         API_KEY,

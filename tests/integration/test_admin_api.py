@@ -227,18 +227,21 @@ def test_audit_filters_and_tamper_detection(gw: GatewayThread) -> None:
 
 
 def test_apply_is_idempotent_and_shows_a_diff_first(gw: GatewayThread, mock: MockProviderThread) -> None:
+    startup = demo_config(mock.url)  # the whole file: what the gateway started with, and more
     desired = {
         "workspaces": [{"name": "gitops"}],
         "integrations": [
+            *startup["integrations"],
             {
                 "name": "gitops-openai",
                 "provider": "openai",
                 "base_url": f"{mock.url}/v1",
                 "api_key": "sk-gitops-123456",
-            }
+            },
         ],
         "models": [
-            {"alias": "gitops-model", "targets": ["@gitops-openai/gpt-4o-mini"], "workspace": "gitops"}
+            *startup["models"],
+            {"alias": "gitops-model", "targets": ["@gitops-openai/gpt-4o-mini"], "workspace": "gitops"},
         ],
         "keys": [{"name": "deploy", "workspace": "gitops"}],
     }
@@ -265,16 +268,24 @@ def test_apply_is_idempotent_and_shows_a_diff_first(gw: GatewayThread, mock: Moc
         json={"model": "gitops-model", "messages": [{"role": "user", "content": "hi"}]},
     )
     assert reply.status_code == 200, reply.text
-    with admin_client(gw) as admin:  # dropping the objects from the file prunes what the file made
-        pruned = ok(admin.post("/config/apply", json={"yaml": "{}"}))
+    # Dropping objects from the file prunes what the file made; not an integration that aliases
+    # made through the API still route to.
+    with admin_client(gw) as admin:
+        pruned = ok(admin.post("/config/apply", json={"yaml": yaml.safe_dump(startup)}))
         assert {(c["action"], c["name"]) for c in pruned["changes"]} >= {
             ("delete", "gitops"),
             ("delete", "gitops-model"),
+            ("delete", "gitops-openai"),
         }
+        refused = admin.post("/config/apply", json={"yaml": "{}"})
+        assert refused.status_code == 409 and "'mock-openai' is still used by" in refused.text
 
 
-def test_merge_apply_creates_and_updates_but_never_deletes(gw: GatewayThread) -> None:
-    managed = {"yaml": yaml.safe_dump({"workspaces": [{"name": "merge-file"}]})}
+def test_merge_apply_creates_and_updates_but_never_deletes(
+    gw: GatewayThread, mock: MockProviderThread
+) -> None:
+    startup = demo_config(mock.url)
+    managed = {"yaml": yaml.safe_dump({**startup, "workspaces": [{"name": "merge-file"}]})}
     fragment = {"yaml": yaml.safe_dump({"workspaces": [{"name": "merge-fragment", "description": "v1"}]})}
     with admin_client(gw) as admin:
         ok(admin.post("/config/apply", json=managed))
@@ -290,4 +301,4 @@ def test_merge_apply_creates_and_updates_but_never_deletes(gw: GatewayThread) ->
         updated = ok(admin.post("/config/apply", params={"merge": "true"}, json={"yaml": fragment_v2}))
         assert updated["changes"][0]["fields"] == {"description": ["v1", "v2"]}
         assert ok(admin.get("/workspaces", params={"name": "merge-fragment"}))["data"][0]["source"] == "api"
-        ok(admin.post("/config/apply", json={"yaml": "{}"}))  # leave no file-managed objects behind
+        ok(admin.post("/config/apply", json={"yaml": yaml.safe_dump(startup)}))  # as the gateway started

@@ -3,7 +3,8 @@
 Bedrock SigV4 keys, a Vertex service account and Entra ID client credentials reach the
 (mock) provider and its token endpoints, and nowhere else: not the database, its file, a
 log line at DEBUG, or an admin API response, audit record or export. Writing an
-integration that cannot work is a 400 naming the field.
+integration that cannot work is a 400 naming the field, and an integration that saved
+configs still route to cannot be deleted.
 """
 
 from __future__ import annotations
@@ -264,6 +265,44 @@ def test_an_update_that_breaks_an_integration_is_refused(gw: GatewayThread, mock
         reply = admin.patch(f"/integrations/{made['id']}", json={"options": {"access_key_id": "A"}})
         assert reply.status_code == 400 and reply.json()["error"]["param"] == "options.secret_access_key"
         assert ok(admin.get(f"/integrations/{made['id']}"))["version"] == made["version"]
+        ok(admin.delete(f"/integrations/{made['id']}"))
+
+
+def test_an_integration_saved_configs_route_to_cannot_be_deleted(
+    gw: GatewayThread, mock: MockProviderThread
+) -> None:
+    with admin_client(gw) as admin:
+        made = ok(
+            admin.post(
+                "/integrations",
+                json={
+                    "name": "in-use",
+                    "provider": "openai",
+                    "base_url": f"{mock.url}/v1",
+                    "api_key": "sk-x",
+                },
+            ),
+            201,
+        )
+        nested = {
+            "strategy": {"mode": "fallback"},
+            "targets": [
+                {"provider": "@mock-openai", "override_params": {"model": "gpt-4o-mini"}},
+                {
+                    "strategy": {"mode": "loadbalance"},
+                    "targets": [{"provider": "@in-use"}, {"provider": "openai"}],
+                },
+            ],
+        }
+        ok(admin.post("/configs", json={"id": "uses-nested", "config": nested}), 201)
+        ok(admin.post("/configs", json={"id": "uses-vk", "config": {"virtualKey": "in-use"}}), 201)
+        ok(admin.post("/configs", json={"id": "uses-other", "config": {"provider": "@mock-openai"}}), 201)
+        refused = admin.delete(f"/integrations/{made['id']}")
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "in_use"
+        message = refused.json()["error"]["message"]
+        assert "'uses-nested'" in message and "'uses-vk'" in message and "uses-other" not in message
+        for config_id in ("uses-nested", "uses-vk", "uses-other"):
+            ok(admin.delete(f"/configs/{config_id}"))
         ok(admin.delete(f"/integrations/{made['id']}"))
 
 
