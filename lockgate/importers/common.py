@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -116,18 +117,20 @@ def plain_or_env(value: Any, path: str, findings: Findings) -> str | None:
     return str(value)
 
 
-def secret_reference(value: Any, integration: str, path: str, findings: Findings) -> str | None:
-    """A secret as a reference. A literal is replaced by a variable named after the integration:
-    an imported file must never carry a secret in clear."""
+def secret_reference(
+    value: Any, integration: str, path: str, findings: Findings, field: tuple[str | int, ...] = ()
+) -> str | None:
+    """A secret as a reference. A literal is replaced by a variable named after the integration
+    (and ``field``, for a secret option or header): an imported file never carries a secret in clear."""
     if value is None or value == "":
         return None
     ref = env_reference(value)
     if ref is not None:
         return ref
-    # The name `lockgate.yaml` export uses for the same integration.
+    # The name `lockgate.yaml` export uses for the same value.
     from lockgate.governance.secret_fields import env_var_name
 
-    var = env_var_name(integration)
+    var = env_var_name(integration, *field)
     findings.changed(path, f"a literal secret is not copied; set {var} to it (the document reads ${{{var}}})")
     return "${" + var + "}"
 
@@ -179,7 +182,11 @@ class IntegrationBook:
         options: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         name: str | None = None,
+        headers_path: str | None = None,
+        options_path: str | None = None,
     ) -> str:
+        """The integration's name; ``*_path`` say where headers and options sit in the source,
+        for the findings about their secrets (default: beside ``secret_path``)."""
         signature = (provider, base_url, repr(secret), repr(sorted((options or {}).items())), repr(headers))
         if name is None and signature in self._by_signature:
             return self._by_signature[signature]
@@ -191,13 +198,35 @@ class IntegrationBook:
         ref = secret_reference(secret, name, secret_path, findings if findings is not None else Findings())
         if ref:
             item["api_key"] = ref
-        if headers:
-            item["headers"] = headers
-        if options:
-            item["options"] = options
+        where = {"headers": headers_path, "options": options_path}
+        for column, values in (("headers", headers), ("options", options)):
+            if values:
+                source = where[column] or f"{secret_path.rpartition('.')[0] or '(integration)'}.{column}"
+                item[column] = self._references(provider, column, values, name, source, findings)
         self.items.append(item)
         self._by_signature[signature] = name
         return name
+
+    @staticmethod
+    def _references(
+        provider: str, column: str, values: dict[str, Any], name: str, source: str, findings: Findings | None
+    ) -> dict[str, Any]:
+        """Options or headers with each secret (the ``secret_fields`` rule) a reference, as export has it."""
+        from lockgate.governance.secret_fields import split
+
+        out = copy.deepcopy(values)
+        for path, value in split(provider, column, values)[1].items():
+            steps = path[1:]
+            named = ("header", *steps) if column == "headers" else steps
+            where = ".".join(map(str, [source, *steps]))
+            ref = secret_reference(
+                value, name, where, findings if findings is not None else Findings(), named
+            )
+            node = out
+            for step in steps[:-1]:
+                node = node[step]
+            node[steps[-1]] = ref
+        return out
 
     def _name_for(self, provider: str, base_url: str | None, secret: Any) -> str:
         if provider not in self._taken:

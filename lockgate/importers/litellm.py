@@ -339,6 +339,7 @@ def _integration(
         findings=findings,
         options=options,
         headers=headers,
+        headers_path=f"{p}.extra_headers",
     )
 
 

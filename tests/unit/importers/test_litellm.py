@@ -9,6 +9,7 @@ import yaml
 
 from lockgate.config import parse_config_text
 from lockgate.importers import ImportFailed, ImportResult
+from lockgate.importers.common import Findings, IntegrationBook
 from lockgate.importers.litellm import import_litellm
 from tests.importer_kit import load, secret_env
 
@@ -202,3 +203,44 @@ def test_unusable_sources_fail_with_a_reason() -> None:
         {"name": "openai", "provider": "openai", "api_key": "${OPENAI_API_KEY}"}
     ]
     assert skipped.document["models"] == [{"alias": "ok", "targets": ["@openai/gpt-4o"]}]
+
+
+def test_secret_headers_follow_the_secret_rule() -> None:
+    params = {
+        "model": "openai/gpt-4o",
+        "api_key": "os.environ/OPENAI_API_KEY",
+        "extra_headers": {
+            "Authorization": "Bearer literal-header-secret-0123",
+            "X-Api-Key": "os.environ/GATEWAY_KEY",
+            "X-Team": "search",
+        },
+    }
+    result = import_litellm({"model_list": [{"model_name": "gpt-4o", "litellm_params": params}]})
+    assert "literal-header-secret" not in result.to_yaml("inline")
+    assert result.document["integrations"][0]["headers"] == {
+        "Authorization": "${LOCKGATE_SECRET_OPENAI_HEADER_AUTHORIZATION}",
+        "X-Api-Key": "${GATEWAY_KEY}",  # a reference stays the same reference
+        "X-Team": "search",
+    }
+    found = findings(result)
+    assert (
+        "set LOCKGATE_SECRET_OPENAI_HEADER_AUTHORIZATION"
+        in (found["model_list.0.litellm_params.extra_headers.Authorization"])
+    )
+    assert "model_list.0.litellm_params.extra_headers.X-Api-Key" not in found
+
+
+def test_secret_options_of_any_importer_become_references() -> None:
+    book, found = IntegrationBook(), Findings()
+    options = {
+        "region": "us-west-2",
+        "access_key_id": "${AWS_ACCESS_KEY_ID}",
+        "secret_access_key": "wJal-literal",
+    }
+    book.add("bedrock", options=options, findings=found, options_path="model_list.0.litellm_params")
+    assert book.items[0]["options"] == {
+        "region": "us-west-2",
+        "access_key_id": "${AWS_ACCESS_KEY_ID}",
+        "secret_access_key": "${LOCKGATE_SECRET_BEDROCK_SECRET_ACCESS_KEY}",
+    }
+    assert [f.path for f in found] == ["model_list.0.litellm_params.secret_access_key"]
