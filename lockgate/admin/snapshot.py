@@ -175,11 +175,13 @@ def _route_table(
     configs: Mapping[str, RouteConfig],
 ) -> RouteTable:
     # Alias targets this workspace cannot reach (integration not shared, model not allowed) are
-    # dropped; an alias left with none is not listed. Config aliases are resolved by routing.
+    # dropped; an alias left with none is not listed. Config aliases are compiled by routing.
     probe = RouteTable(credentials, (), catalog)
     usable: list[ModelAliasConfig] = []
     for row in aliases:
         if row["config_id"] is not None:
+            if row["config_id"] in configs:
+                usable.append(ModelAliasConfig(alias=row["alias"], config=row["config_id"]))
             continue
         targets = [spec for spec in row["targets"] or [] if _reachable(probe, spec, allowed_models)]
         if targets:
