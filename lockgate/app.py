@@ -19,8 +19,10 @@ from lockgate.catalog import Catalog
 from lockgate.config import FileConfig, credentials_from_env, load_file
 from lockgate.errors import LockgateError, MethodNotAllowed, NotFound
 from lockgate.gateway.attempts import UpstreamClient
+from lockgate.gateway.cache import ResponseCache
 from lockgate.gateway.credentials import CredentialTokens
 from lockgate.gateway.pipeline import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, Pipeline
+from lockgate.gateway.strategies import Engine
 from lockgate.governance.admission import Governor
 from lockgate.governance.alerts import Alerts, revoke_key
 from lockgate.governance.auth import Authenticator
@@ -31,6 +33,7 @@ from lockgate.governance.spend import SpendBook
 from lockgate.server.http import Request, send_error, send_json
 from lockgate.server.types import Receive, Scope, Send
 from lockgate.settings import Settings
+from lockgate.state import open_store
 from lockgate.state.counters import open_counters
 from lockgate.state.notify import ConfigNotifier
 from lockgate.store.control import ControlState, ControlStore
@@ -101,6 +104,14 @@ class Lockgate:
         self.client = UpstreamClient(
             connect_timeout=settings.connect_timeout, request_timeout=settings.request_timeout
         )
+        self.engine = Engine(self.client)  # circuit breakers and retry budgets: per worker
+        self.cache = ResponseCache(
+            open_store(
+                settings.redis_url,
+                max_bytes=settings.cache_max_bytes,
+                max_entries=settings.cache_max_entries,
+            )
+        )
         self.auth = Authenticator(master_key=settings.master_key, demo=settings.demo)
         self.counters = open_counters(settings.redis_url, timeout=settings.state_timeout)
         self.spend = SpendBook(
@@ -129,10 +140,12 @@ class Lockgate:
         self.pipeline = Pipeline(
             auth=self.auth,
             snapshots=self.snapshots,
-            client=self.client,
+            engine=self.engine,
+            cache=self.cache,
             writer=self.writer,
             catalog=self.catalog,
             max_body_bytes=settings.max_body_bytes,
+            deadline=settings.request_timeout,
             tokens=self.tokens,
             governor=self.governor,
         )
@@ -265,6 +278,7 @@ class Lockgate:
         await self.writer.close()
         await self.tokens.close()
         await self.client.close()
+        await self.cache.close()
         await self.store.close()
 
 

@@ -24,7 +24,9 @@ turns it into the error envelope in one place.
     └── UpstreamError                   502 upstream_error       (carries the last upstream status)
         ├── UpstreamUnreachable         502 upstream_error / upstream_unreachable
         ├── UpstreamTimeout             504 timeout_error / upstream_timeout  (also an asyncio.TimeoutError)
-        └── UpstreamProtocolError       502 upstream_error / upstream_bad_response
+        │   └── DeadlineExceeded        504 timeout_error / deadline_exceeded (the whole request's time)
+        ├── UpstreamProtocolError       502 upstream_error / upstream_bad_response
+        └── TargetUnavailable           503 upstream_error / circuit_open (skipped, not called)
 
 Third-party errors (aiohttp, orjson) are translated at the boundary where they
 happen (``gateway/attempts.py``, ``server/http.py``), never by matching strings.
@@ -223,5 +225,18 @@ class UpstreamTimeout(UpstreamError, asyncio.TimeoutError):
     code = "upstream_timeout"
 
 
+class DeadlineExceeded(UpstreamTimeout):
+    """The request's total deadline passed: no further attempt, retry or fallback."""
+
+    code = "deadline_exceeded"
+
+
 class UpstreamProtocolError(UpstreamError):
     code = "upstream_bad_response"
+
+
+class TargetUnavailable(UpstreamError):
+    """A target was skipped without a call: its circuit is open, or it was already tried."""
+
+    status = 503
+    code = "circuit_open"

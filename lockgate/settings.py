@@ -43,9 +43,14 @@ class Settings:
     config_poll_interval: float = 0.5
     database_url: str = "sqlite:///.lockgate/lockgate.db"
     max_body_bytes: int = 32 * 1024 * 1024
-    # Upstream timeouts in seconds: connect is short, a whole answer may be long.
+    # Upstream timeouts in seconds: connect is short, a whole answer may be long. request_timeout
+    # is also the deadline for all attempts of one request (until a stream's first byte).
     connect_timeout: float = 10.0
     request_timeout: float = 600.0
+    # In-memory response cache bounds (with redis_url set, the cache lives in Redis instead,
+    # bounded by Redis's own maxmemory).
+    cache_max_bytes: int = 64 * 1024 * 1024
+    cache_max_entries: int = 10_000
     # Request-record writer: flush when this many are queued or this often.
     log_batch_size: int = 500
     log_flush_interval: float = 1.0

@@ -18,8 +18,10 @@ from typing import Any
 from lockgate.catalog import Catalog
 from lockgate.config import ModelAliasConfig
 from lockgate.errors import ModelNotFound, PermissionDenied
+from lockgate.gateway.plan import Plan
 from lockgate.gateway.route_config import RouteConfig, parse_route_config
 from lockgate.gateway.routing import Route, RouteTable
+from lockgate.gateway.targets import Target
 from lockgate.governance import secret_fields
 from lockgate.governance.auth import KeyEntry
 from lockgate.governance.policy import matches
@@ -68,14 +70,24 @@ class Snapshot:
                 ) from None
             raise
         for target in route.targets:
-            patterns = self.integration_models.get(target.credential.name)
-            if patterns is not None and not matches(target.model, patterns):
-                raise PermissionDenied(
-                    f"The integration {target.credential.name!r} may not serve the model {target.model!r}.",
-                    param="model",
-                    code="model_not_allowed",
-                )
+            self.check_target(target)
         return route
+
+    def plan(self, workspace_id: str, model: str, config: str | None = None) -> Plan:
+        """The route plan: from the ``x-lockgate-config`` header when given, else from ``model``."""
+        if config is None:
+            self.resolve(workspace_id, model)  # the 403s above, before routing
+        return self.routes(workspace_id).plan(model, config)
+
+    def check_target(self, target: Target) -> None:
+        """Every attempt's target passes here: an integration may be limited to some models."""
+        patterns = self.integration_models.get(target.credential.name)
+        if patterns is not None and not matches(target.model, patterns):
+            raise PermissionDenied(
+                f"The integration {target.credential.name!r} may not serve the model {target.model!r}.",
+                param="model",
+                code="model_not_allowed",
+            )
 
 
 def build_snapshot(

@@ -8,6 +8,7 @@ request goes through the canonical (OpenAI chat) form.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,12 +58,19 @@ class Exchange:
             self._chat = anthropic.messages_request_to_chat(self.body.data)
         return self._chat
 
-    def build(self, target: Target) -> UpstreamRequest:
+    def with_body(self, body: Body) -> Exchange:
+        """The same exchange asking something else (a stream's continuation)."""
+        return Exchange(self.endpoint, body, self._tokens)
+
+    def build(self, target: Target, overrides: Mapping[str, Any] | None = None) -> UpstreamRequest:
+        """The target's request; ``overrides`` (a route's ``override_params``) replace body fields."""
         provider = target.provider
         cred = target.credential if self._tokens is None else self._tokens.apply(target.credential)
         if self.endpoint.dialect == ANTHROPIC and not self.is_native(target):
             body = Body(dict(self.chat_form()))
             body.data["model"] = target.model
+            if overrides:
+                body.data.update(overrides)
             return provider.build_request(CHAT, body, cred)
         wanted = MESSAGES if self.endpoint.dialect == ANTHROPIC else self.endpoint.canonical
         if wanted not in provider.endpoints:
@@ -74,6 +82,8 @@ class Exchange:
             )
         body = self.body.copy()
         body.set("model", target.model)
+        for name, value in (overrides or {}).items():
+            body.set(name, value)
         return provider.build_request(wanted, body, cred)
 
     def translate_response(self, target: Target, raw: bytes) -> tuple[bytes, dict[str, Any] | None]:

@@ -2,13 +2,15 @@
 
 ``Pipeline.handle`` is the whole story in order; each stage is a method or a
 function from its own module. Later stages (admission: limits and budgets;
-guardrails; cache) slot in where the comments name them.
+guardrails) slot in where the comments name them.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -16,23 +18,23 @@ import orjson
 from lockgate.catalog import Catalog, cost
 from lockgate.errors import BadRequest, InvalidJSON, LockgateError, RateLimited, UpstreamError
 from lockgate.gateway import validation
-from lockgate.gateway.attempts import UpstreamClient, call_route
+from lockgate.gateway.attempts import Call, Success
+from lockgate.gateway.cache import CachedAnswer, CacheLookup, ResponseCache
+from lockgate.gateway.conditions import MatchContext
 from lockgate.gateway.credentials import CredentialTokens
 from lockgate.gateway.exchange import ANTHROPIC, OPENAI, Endpoint, Exchange, text_of_response
-from lockgate.gateway.routing import Target
-from lockgate.gateway.streaming import (
-    AnthropicPassthrough,
-    OpenAIPassthrough,
-    StreamMode,
-    TranslatedStream,
-    relay,
-)
+from lockgate.gateway.plan import Leaf, Plan
+from lockgate.gateway.routing import CONFIG_HEADER
+from lockgate.gateway.strategies import Engine
+from lockgate.gateway.stream_failover import Segment, respond_stream
+from lockgate.gateway.targets import Route, Target
 from lockgate.governance.admission import Governor, Pass, route_targets
 from lockgate.governance.auth import Authenticator
 from lockgate.governance.policy import check_model_allowed
-from lockgate.guardrails import GuardSession
+from lockgate.guardrails import Attached, GuardSession
+from lockgate.guardrails.attachments import GuardrailRefError
 from lockgate.providers import anthropic
-from lockgate.providers.base import Body, normalize_usage, stream_decoder
+from lockgate.providers.base import Body, UpstreamRequest, normalize_usage
 from lockgate.server.http import JSON_HEADERS, SSE_HEADERS, Request, error_payload, read_body, send_bytes
 from lockgate.server.types import Headers, Receive, Scope, Send
 from lockgate.telemetry.records import RequestRecord
@@ -66,19 +68,23 @@ class Pipeline:
         *,
         auth: Authenticator,
         snapshots: SnapshotSource,
-        client: UpstreamClient,
+        engine: Engine,
+        cache: ResponseCache,
         writer: RecordWriter,
         catalog: Catalog,
         max_body_bytes: int,
+        deadline: float,
         tokens: CredentialTokens | None = None,
         governor: Governor,
     ) -> None:
         self.auth = auth
         self.snapshots = snapshots
-        self.client = client
+        self.engine = engine
+        self.cache = cache
         self.writer = writer
         self.catalog = catalog
         self.max_body_bytes = max_body_bytes
+        self.deadline = deadline  # seconds for all attempts of a request (until a stream starts)
         self.tokens = tokens
         self.governor = governor
 
@@ -99,36 +105,64 @@ class Pipeline:
             record.stream = exchange.stream
             record.metadata = _parse_metadata(request.headers.get("x-lockgate-metadata"))
             check_model_allowed(principal, record.requested_model)
-            route = snapshot.resolve(principal.workspace_id, record.requested_model)  # 3. resolve the route
+            plan = snapshot.plan(  # 3. resolve the route
+                principal.workspace_id, record.requested_model, request.headers.get(CONFIG_HEADER)
+            )
+            record.route = plan.name
             admitted = await self.governor.admit(  # 4. admit: usage policy, rate limits, budget reservation
                 snapshot.governance,
                 principal,
                 endpoint.name,
                 exchange.body,
                 request.body,
-                route_targets(route),
+                route_targets(Route(plan.name, plan.targets_for(record.requested_model))),
                 record,
             )
             headers += admitted.headers
-            attached = snapshot.guardrails.for_request(principal.workspace_id, principal.key_id)
+            attached = _attached_guardrails(snapshot, principal.workspace_id, principal.key_id, plan)
             if attached:  # 5. input guardrails: deny raises, redact rewrites the body
                 guards = GuardSession(
-                    attached, model=record.requested_model, metadata=record.metadata, http=self.client.session
+                    attached,
+                    model=record.requested_model,
+                    metadata=record.metadata,
+                    http=self.engine.client.session,
                 )
                 if await guards.check_input(endpoint.name, exchange.body.data):
                     exchange.body.raw = None  # the client's bytes no longer match the body
-            # 6. cache lookup — routing issue.
-            target, upstream_request, upstream = await call_route(  # 7. call upstream
-                self.client, route, exchange.build, stream=exchange.stream, record=record
+            lookup = self.cache.lookup(  # 6. cache lookup
+                plan,
+                exchange,
+                scope=principal.workspace_id,
+                directive=request.headers.get("x-lockgate-cache"),
+                metadata=record.metadata,
+                path=request.path,
+                # A cached answer would skip output guardrails: requests that have them bypass it.
+                bypass=guards is not None and guards.watches_output,
             )
-            record.provider, record.model = target.credential.name, target.model
-            headers += _target_headers(target, record, upstream_request.dropped_params)
+            if lookup is not None:
+                record.cache_status = lookup.status
+                hit = await self.cache.get(lookup)
+                if hit is not None:
+                    await self._replay(hit, send, headers, record)
+                    return
+                headers.append((b"x-lockgate-cache", b"miss"))
+            builder = partial(_builder, client_headers=request.headers, check=snapshot.check_target)
+            call = Call(  # 7. call upstream through the plan's strategy
+                build=builder(exchange),
+                accept=None if exchange.stream else exchange.translate_response,
+                stream=exchange.stream,
+                client_model=record.requested_model,
+                match=MatchContext(record.metadata or {}, exchange.body.data, request.path),
+                record=record,
+                deadline=time.monotonic() + self.deadline,
+            )
+            success = await self.engine.run(plan, call)
             if exchange.stream:  # 8. relay, output guardrails on the way
-                await self._relay_stream(
-                    exchange, target, upstream.response, send, headers, record, started, guards
+                await self._stream(
+                    exchange, plan, call, success, send, headers, builder, started, lookup, guards
                 )
             else:
-                await self._respond(exchange, target, upstream.body or b"", send, headers, record, guards)
+                await self._respond(exchange, success, send, headers, record, lookup, guards)
         except LockgateError as exc:
             record.status, record.error_type, record.error_message = exc.status, exc.type, exc.message
             if exc.status == 429 and isinstance(exc, UpstreamError) and exc.retry_after:
@@ -137,6 +171,7 @@ class Pipeline:
                 headers.append(summary)
             if isinstance(exc, RateLimited):
                 headers += exc.headers
+            headers.append((b"x-lockgate-attempts", str(len(record.attempt_log)).encode()))
             await send_bytes(
                 send,
                 exc.status,
@@ -163,90 +198,142 @@ class Pipeline:
     async def _respond(
         self,
         exchange: Exchange,
-        target: Target,
-        raw: bytes,
+        success: Success,
         send: Send,
         headers: Headers,
         record: RequestRecord,
+        lookup: CacheLookup | None,
         guards: GuardSession | None,
     ) -> None:
-        body, usage = exchange.translate_response(target, raw)
+        target = success.target
+        body, usage = success.answer
+        source = "reported"
         if usage is None:
-            usage = await exchange.estimate_usage(*_generated(exchange, target, raw))
-            source = "estimated"
-        else:
-            source = "reported"
-        self._settle(record, target, usage, source)  # 9. settle
+            usage, source = (
+                await exchange.estimate_usage(*_generated(exchange, target, success.upstream.body)),
+                "estimated",
+            )
+        self._settle(record, [Segment(target, usage, source)])  # 9. settle
         if guards is not None:  # 8. output guardrails (the answer is paid for even if withheld)
             body = await guards.check_output(exchange.endpoint.name, body)
             if (summary := guards.header()) is not None:
                 headers.append(summary)
         record.status = 200
+        headers += _target_headers(target, record, success.request.dropped_params)
         if record.cost_usd is not None:
             headers.append((b"x-lockgate-cost-usd", f"{record.cost_usd:.8f}".encode()))
         await send_bytes(send, 200, body, [*JSON_HEADERS, *headers])
+        if lookup is not None:
+            answer = CachedAnswer("json", target.credential.name, target.model, usage, [body])
+            await self.cache.put(lookup, success.leaf.policy.cache, answer)
 
-    async def _relay_stream(
+    async def _stream(
         self,
         exchange: Exchange,
-        target: Target,
-        upstream: Any,
+        plan: Plan,
+        call: Call,
+        success: Success,
         send: Send,
         headers: Headers,
-        record: RequestRecord,
+        builder: Callable[[Exchange], Build],
         started: float,
+        lookup: CacheLookup | None,
         guards: GuardSession | None,
     ) -> None:
-        mode: StreamMode
-        decoder = None
-        if exchange.is_native(target):
-            mode = (
-                OpenAIPassthrough(exchange.wants_usage)
-                if target.provider.dialect == OPENAI
-                else AnthropicPassthrough()
-            )
-        else:
-            translator = target.provider.stream_translator(exchange.endpoint.canonical, target.model)
-            decoder = stream_decoder(target.provider, exchange.endpoint.canonical)
-            mode = TranslatedStream(
-                translator, exchange.endpoint.dialect, exchange.wants_usage, exchange.body.data["model"]
-            )
-        guard = None
-        if guards is not None:  # input verdicts only: output ones are not known when headers go
-            if (summary := guards.header()) is not None:
-                headers.append(summary)
-            guard = guards.stream_guard(exchange.endpoint.dialect, exchange.endpoint.name)
-        result = await relay(
-            mode,
-            upstream,
-            send,
-            [*SSE_HEADERS, *headers],
-            client_dialect=exchange.endpoint.dialect,
-            started=started,
-            upstream_name=target.credential.name,
-            decoder=decoder,
-            guard=guard,
-        )
-        record.ttft_ms = result.ttft_ms
-        if result.usage is not None and result.error is None:
-            self._settle(record, target, result.usage, "reported")
-        else:
-            # No usage (provider gave none, or the stream broke): count what was generated.
-            self._settle(
-                record, target, await exchange.estimate_usage(result.text, result.tool_calls), "estimated"
-            )
-        if result.error is not None:
-            err = result.error
-            record.status, record.error_type, record.error_message = err.status, err.type, err.message
-        else:
-            record.status = 200
+        record = call.record
+        if guards is not None and (summary := guards.header()) is not None:
+            headers.append(summary)  # input verdicts only: output ones are not known when headers go
 
-    def _settle(self, record: RequestRecord, target: Target, usage: dict[str, Any], source: str) -> None:
+        def headers_for(attempt: Success) -> Headers:
+            own = _target_headers(attempt.target, record, attempt.request.dropped_params)
+            return [*SSE_HEADERS, *headers, *own]
+
+        outcome = await respond_stream(
+            self.engine,
+            plan,
+            call,
+            exchange,
+            success,
+            send,
+            headers_for,
+            started=started,
+            deadline_s=self.deadline,
+            builder=builder,
+            tap=lookup is not None and lookup.write,
+            new_guard=(
+                (lambda: guards.stream_guard(exchange.endpoint.dialect, exchange.endpoint.name))
+                if guards is not None
+                else None
+            ),
+        )
+        final = outcome.success.target
+        record.ttft_ms = outcome.ttft_ms
+        record.stream_failover = outcome.failover
+        self._settle(record, outcome.segments)
+        if outcome.error is not None:
+            err = outcome.error
+            record.status, record.error_type, record.error_message = err.status, err.type, err.message
+            return
+        record.status = 200
+        if lookup is not None and outcome.pieces is not None:
+            usage = outcome.segments[-1].usage if outcome.segments else None
+            answer = CachedAnswer("sse", final.credential.name, final.model, usage, outcome.pieces)
+            await self.cache.put(lookup, outcome.success.leaf.policy.cache, answer)
+
+    async def _replay(self, hit: CachedAnswer, send: Send, headers: Headers, record: RequestRecord) -> None:
+        """Answer from the cache: the stored body, or the stored SSE pieces one by one."""
+        record.cache_status, record.status = "hit", 200
+        record.provider, record.model = hit.provider, hit.model
+        if hit.usage is not None:
+            record.set_usage(hit.usage, "cache")
+        record.cost_usd = 0.0  # nothing was spent upstream
+        headers += [
+            (b"x-lockgate-cache", b"hit"),
+            (b"x-lockgate-provider", hit.provider.encode()),
+            (b"x-lockgate-model", hit.model.encode()),
+            (b"x-lockgate-attempts", b"0"),
+        ]
+        if hit.kind == "json":
+            headers.append((b"x-lockgate-cost-usd", b"0.00000000"))
+            await send_bytes(send, 200, hit.pieces[0], [*JSON_HEADERS, *headers])
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]})
+        for index, piece in enumerate(hit.pieces):
+            more = index + 1 < len(hit.pieces)
+            await send({"type": "http.response.body", "body": piece, "more_body": more})
+
+    def _settle(self, record: RequestRecord, segments: list[Segment]) -> None:
         """Exact usage -> cost; the counters are settled from the record once the request ends."""
-        usage = normalize_usage(target.provider, usage)
+        if not segments:
+            return
+        segments = [
+            Segment(s.target, normalize_usage(s.target.provider, s.usage), s.source) for s in segments
+        ]
+        if len(segments) == 1:
+            usage, source = segments[0].usage, segments[0].source
+        else:  # a failed-over stream: every segment was generated and is paid for
+            usage = {
+                name: sum(int(s.usage.get(name) or 0) for s in segments)
+                for name in ("prompt_tokens", "completion_tokens", "total_tokens")
+            }
+            source = "reported" if all(s.source == "reported" for s in segments) else "estimated"
         record.set_usage(usage, source)
-        info = self.catalog.lookup(target.model, target.credential.provider)
-        record.cost_usd = cost(info, usage)
+        costs = [
+            cost(self.catalog.lookup(s.target.model, s.target.credential.provider), s.usage) for s in segments
+        ]
+        record.cost_usd = None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
+        last = segments[-1].target
+        record.provider, record.model = last.credential.name, last.model
+
+
+def _attached_guardrails(snapshot: Snapshot, workspace_id: str, key_id: str, plan: Plan) -> Attached:
+    """The org's, workspace's and key's guardrails, then the route config's own."""
+    try:
+        return snapshot.guardrails.for_request(workspace_id, key_id, plan.config)
+    except GuardrailRefError as exc:
+        raise BadRequest(
+            f"Invalid {CONFIG_HEADER}: {exc}", param=CONFIG_HEADER, code="invalid_config"
+        ) from exc
 
 
 def _request_id() -> str:
@@ -282,10 +369,28 @@ def _parse_metadata(raw: str | None) -> dict[str, str] | None:
     return value
 
 
-def _generated(exchange: Exchange, target: Target, raw: bytes) -> tuple[str, list[dict[str, Any]]]:
+Build = Callable[[Target, Leaf], UpstreamRequest]
+
+
+def _builder(exchange: Exchange, *, client_headers: dict[str, str], check: Callable[[Target], None]) -> Build:
+    """How this request is built for a target: the exchange, the leaf's overrides and headers."""
+
+    def build(target: Target, leaf: Leaf) -> UpstreamRequest:
+        check(target)  # the integration may serve only some models (403 otherwise)
+        request = exchange.build(target, leaf.overrides)
+        for name in leaf.policy.forward_headers:
+            value = client_headers.get(name)
+            if value is not None:
+                request.headers[name] = value
+        return request
+
+    return build
+
+
+def _generated(exchange: Exchange, target: Target, raw: bytes | None) -> tuple[str, list[dict[str, Any]]]:
     """Text and tool calls of a successful non-stream answer, for local counting."""
     try:
-        payload = orjson.loads(raw)
+        payload = orjson.loads(raw or b"")
         if exchange.is_native(target) and target.provider.dialect == ANTHROPIC:
             payload = anthropic.messages_response_to_chat(payload)
         elif not exchange.is_native(target):

@@ -115,6 +115,17 @@ class Plan:
     root: Node
     caches: bool  # some node has a cache policy: look the answer up before routing
     conditional: bool  # some branch is conditional: metadata/path can change the answer
+    config: RouteConfig | None = None  # the root config (its guardrails apply to the request)
+
+    def targets_for(self, client_model: str) -> tuple[Target, ...]:
+        """Every target the plan may reach for this model (admission reserves for the dearest)."""
+        return tuple({t.key: t for t in (leaf.target(client_model) for leaf in _leaves(self.root))}.values())
+
+
+def _leaves(node: Node) -> list[Leaf]:
+    if isinstance(node, Leaf):
+        return [node]
+    return [leaf for child in node.children for leaf in _leaves(child)]
 
 
 class CredentialResolver(Protocol):
@@ -130,7 +141,7 @@ class CredentialResolver(Protocol):
 def compile_config(config: RouteConfig, resolver: CredentialResolver, *, name: str) -> Plan:
     flags = {"caches": False, "conditional": False}
     root = _compile(config, Policy(), resolver, "", flags)
-    return Plan(name, root, flags["caches"], flags["conditional"])
+    return Plan(name, root, flags["caches"], flags["conditional"], config)
 
 
 def plan_for_targets(name: str, targets: tuple[Target, ...]) -> Plan:

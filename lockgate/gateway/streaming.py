@@ -38,6 +38,7 @@ class StreamResult:
     usage: dict[str, Any] | None = None
     ttft_ms: float | None = None
     error: LockgateError | None = None
+    sent: bool = False  # the client's response has started
     # Generated text and tool calls seen, for local counting when no usage came.
     text: str = ""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
@@ -240,16 +241,32 @@ async def relay(
     upstream_name: str,
     decoder: StreamDecoder | None = None,
     guard: StreamGuard | None = None,
+    response_started: bool = False,
+    end_on_error: bool = True,
+    tap: list[bytes] | None = None,
 ) -> StreamResult:
     """Relay one stream to the client; never raises for upstream failures (they end the stream).
 
     ``decoder`` is the provider's own framing (only with ``TranslatedStream``); SSE by default.
     ``guard`` (output guardrails) sees every outgoing piece first and may hold, rewrite or
     refuse it; without one, events go out exactly as the mode made them.
+    The response starts with the first bytes relayed, so a stream that fails before
+    producing anything can still be answered otherwise (``result.sent`` is False).
+    ``response_started``: splice into a response already under way (stream failover).
+    ``end_on_error=False``: leave a failed stream open for the caller to continue or end.
+    ``tap`` collects every body piece sent, for the response cache.
     """
-    result = StreamResult()
+    result = StreamResult(sent=response_started)
     events: SSEDecoder | StreamDecoder = decoder if decoder is not None else SSEDecoder()
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+    async def emit(body: bytes, more: bool) -> None:
+        if not result.sent:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            result.sent = True
+        if tap is not None:
+            tap.append(body)
+        await send({"type": "http.response.body", "body": body, "more_body": more})
+
     clean = False
     try:
         async for chunk in upstream.content.iter_any():
@@ -260,7 +277,7 @@ async def relay(
             if body:
                 if result.ttft_ms is None:
                     result.ttft_ms = (time.perf_counter() - started) * 1000.0
-                await send({"type": "http.response.body", "body": body, "more_body": True})
+                await emit(body, True)
         if not mode.ended:
             raise UpstreamProtocolError(
                 f"The upstream {upstream_name} closed the stream before the answer was complete.",
@@ -269,7 +286,7 @@ async def relay(
         tail = mode.tail()
         if guard is not None:
             tail = await guard.feed(tail) + await guard.finish()
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
+        await emit(tail, False)
         clean = True
     except LockgateError as exc:
         result.error = exc
@@ -287,13 +304,18 @@ async def relay(
     if result.error is not None:
         if isinstance(result.error, UpstreamError) and result.error.provider is None:
             result.error.provider = upstream_name
-        await send(
-            {
-                "type": "http.response.body",
-                "body": error_event(result.error, client_dialect),
-                "more_body": False,
-            }
-        )
+        if end_on_error:
+            await end_with_error(send, headers, result, client_dialect)
     result.usage = mode.usage
     mode.collect(result)
     return result
+
+
+async def end_with_error(send: Send, headers: Headers, result: StreamResult, client_dialect: str) -> None:
+    """End a failed stream with a final SSE error event (starting the response if need be)."""
+    assert result.error is not None
+    if not result.sent:
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        result.sent = True
+    body = error_event(result.error, client_dialect)
+    await send({"type": "http.response.body", "body": body, "more_body": False})

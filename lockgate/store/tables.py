@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -54,6 +55,11 @@ request_logs = Table(
     Column("ttft_ms", Float),
     Column("attempts", Integer, nullable=False),
     Column("attempt_log", JSON),
+    Column("route", String(200)),
+    Column("retries", Integer, nullable=False, server_default="0"),
+    Column("fallbacks", Integer, nullable=False, server_default="0"),
+    Column("cache_status", String(16)),
+    Column("stream_failover", Boolean, nullable=False, server_default=false()),
     Column("error_type", String(64)),
     Column("error_message", Text),
     Column("metadata", JSON),

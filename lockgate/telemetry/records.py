@@ -12,6 +12,8 @@ class AttemptRecord:
     status: int | None
     latency_ms: float
     error: str | None = None
+    # The wait before this attempt (a retry's backoff, or the provider's Retry-After).
+    backoff_ms: float | None = None
 
 
 @dataclass(slots=True)
@@ -36,6 +38,15 @@ class RequestRecord:
     latency_ms: float | None = None
     ttft_ms: float | None = None
     attempt_log: list[AttemptRecord] = field(default_factory=list)
+    # Routing: the plan that served it (alias:x, config:x, inline:<hash>, model:x), extra
+    # attempts on the same target, moves to another target, and the response cache's verdict
+    # (hit, miss, refresh, no-store, bypass; None when the route does not cache).
+    route: str | None = None
+    retries: int = 0
+    fallbacks: int = 0
+    cache_status: str | None = None
+    # The stream broke mid-answer and was continued on another target.
+    stream_failover: bool = False
     error_type: str | None = None
     error_message: str | None = None
     metadata: dict[str, str] | None = None

@@ -16,6 +16,7 @@ from lockgate.testing.mock_provider_common import (
     SSEStream,
     anthropic_error,
     content_text,
+    continue_from,
     count_tokens,
     dumps,
     json_response,
@@ -159,6 +160,8 @@ def _plan(body: JSONDict) -> tuple[str, list[ToolUse]]:
         tools = _pick_tools(body, last_text)
         if tools:
             return "", tools
+    if last.get("role") == "assistant":
+        return continue_from(_block_text(last.get("content")), reply_text(last_text)), []
     return reply_text(last_text), []
 
 

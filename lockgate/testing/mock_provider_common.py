@@ -49,6 +49,11 @@ def reply_text(last_text: str, *, tool_result: bool = False) -> str:
     return prefix + last_text[:SNIPPET_CHARS] + REPLY_SUFFIX
 
 
+def continue_from(prefix: str, text: str) -> str:
+    """A conversation ending in a partial assistant turn: the rest of ``text`` (prefill/continuation)."""
+    return text[len(prefix) :] if prefix and text.startswith(prefix) else text
+
+
 def token_pieces(text: str, max_tokens: int | None = None) -> tuple[list[str], int, bool]:
     """Split ``text`` into stream pieces of whole tokens, at most ``max_tokens`` tokens in all.
 

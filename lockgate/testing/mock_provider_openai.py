@@ -22,6 +22,7 @@ from lockgate.testing.mock_provider_common import (
     JSONDict,
     SSEStream,
     content_text,
+    continue_from,
     count_tokens,
     dumps,
     json_response,
@@ -191,6 +192,8 @@ def plan_chat(body: JSONDict, max_tokens: int | None) -> ChatPlan:
     else:
         users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
         text = reply_text(content_text(users[-1].get("content")) if users else "")
+        if last.get("role") == "assistant":
+            text = continue_from(content_text(last.get("content")), text)
     text = _apply_response_format(body.get("response_format"), text)
     pieces, used, truncated = token_pieces(text, max_tokens)
     return ChatPlan(pieces=pieces, completion_tokens=used, finish_reason="length" if truncated else "stop")
