@@ -101,7 +101,20 @@ async def send_once(
     limit = client.request_timeout if time_limit is None else time_limit
     name = target.credential.name
     try:
-        async with asyncio.timeout(limit):
+        if not stream:
+            response = await client.session.request(
+                request.method,
+                # encoded=True: the URL goes out byte for byte as the provider built (and maybe signed) it.
+                URL(request.url, encoded=True),
+                data=request.body,
+                headers=request.headers,
+                timeout=aiohttp.ClientTimeout(total=limit),
+            )
+            try:
+                return UpstreamResponse(response.status, response, await response.read())
+            finally:
+                response.release()
+        async with asyncio.timeout(limit):  # a stream's limit covers its headers only
             response = await client.session.request(
                 request.method,
                 # encoded=True: the URL goes out byte for byte as the provider built (and maybe signed) it.
@@ -110,7 +123,7 @@ async def send_once(
                 headers=request.headers,
                 timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_read=client.request_timeout),
             )
-            if stream and response.status == 200:
+            if response.status == 200:
                 return UpstreamResponse(response.status, response, None)
             try:
                 body = await response.read()

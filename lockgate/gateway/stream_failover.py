@@ -159,11 +159,15 @@ async def respond_stream(
             # writes it again (at worst the client sees it twice), which beats a 400.
             build = _by_dialect(build, builder(continuation(exchange, text.rstrip()) or exchange))
         retry_call = dataclasses.replace(call, build=build, deadline=time.monotonic() + deadline_s)
+        tried = len(call.record.attempt_log)
         try:
             call.record.fallbacks += 1
             success = await engine.run(plan, retry_call)
         except LockgateError:
             if not result.sent:
+                if len(call.record.attempt_log) == tried:
+                    call.record.fallbacks -= 1
+                    raise result.error from None  # no other target: the stream's own failure
                 raise
             outcome.error = result.error
             await end_with_error(send, headers_for(success), result, exchange.endpoint.dialect)

@@ -255,3 +255,11 @@ def test_bad_configs_are_400_naming_the_field_and_unknown_ids_404(gw: GatewayThr
         headers={"anthropic-version": "2023-06-01"},
     )
     assert anthropic.status_code == 404 and anthropic.json()["type"] == "error"
+
+
+def test_a_single_target_stream_that_fails_before_any_byte_is_a_json_502(gw: GatewayThread, mock) -> None:
+    mock.add_fault(malformed=True, match_model="m-stream-alone")
+    response = post(gw, leaf("m-stream-alone"), stream=True)
+    assert_envelope(response, 502, "stream_interrupted")
+    record = record_of(gw, response)
+    assert record["status"] == 502 and record["fallbacks"] == 0 and len(record["attempt_log"]) == 1
