@@ -29,8 +29,8 @@ from lockgate.gateway.strategies import Engine
 from lockgate.gateway.stream_failover import Segment, respond_stream
 from lockgate.gateway.targets import Route, Target
 from lockgate.governance.admission import Governor, Pass, route_targets
-from lockgate.governance.auth import Authenticator
-from lockgate.governance.policy import check_model_allowed
+from lockgate.governance.auth import Authenticator, Principal
+from lockgate.governance.policy import check_model_allowed, check_target_allowed
 from lockgate.guardrails import Attached, GuardSession
 from lockgate.guardrails.attachments import GuardrailRefError
 from lockgate.providers import anthropic
@@ -105,9 +105,8 @@ class Pipeline:
             record.stream = exchange.stream
             record.metadata = _parse_metadata(request.headers.get("x-lockgate-metadata"))
             check_model_allowed(principal, record.requested_model)
-            plan = snapshot.plan(  # 3. resolve the route
-                principal.workspace_id, record.requested_model, request.headers.get(CONFIG_HEADER)
-            )
+            config = request.headers.get(CONFIG_HEADER)
+            plan = snapshot.plan(principal.workspace_id, record.requested_model, config)  # 3. route
             record.route = plan.name
             admitted = await self.governor.admit(  # 4. admit: usage policy, rate limits, budget reservation
                 snapshot.governance,
@@ -146,7 +145,8 @@ class Pipeline:
                     await self._replay(hit, send, headers, record)
                     return
                 headers.append((b"x-lockgate-cache", b"miss"))
-            builder = partial(_builder, client_headers=request.headers, check=snapshot.check_target)
+            check = snapshot.check_target if config is None else _config_check(snapshot, principal)
+            builder = partial(_builder, client_headers=request.headers, check=check)
             call = Call(  # 7. call upstream through the plan's strategy
                 build=builder(exchange),
                 accept=None if exchange.stream else exchange.translate_response,
@@ -370,6 +370,16 @@ def _parse_metadata(raw: str | None) -> dict[str, str] | None:
 
 
 Build = Callable[[Target, Leaf], UpstreamRequest]
+
+
+def _config_check(snapshot: Snapshot, principal: Principal) -> Callable[[Target], None]:
+    """Targets of a client-chosen config obey the integration's and the key's model lists."""
+
+    def check(target: Target) -> None:
+        snapshot.check_target(target)
+        check_target_allowed(principal, target.model, target.label)
+
+    return check
 
 
 def _builder(exchange: Exchange, *, client_headers: dict[str, str], check: Callable[[Target], None]) -> Build:

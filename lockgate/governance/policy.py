@@ -105,3 +105,15 @@ def _cap_output(policy: UsagePolicy, body: Body) -> None:
             )
     if not asked:
         body.set("max_completion_tokens" if "messages" in body.data else "max_tokens", policy.max_tokens)
+
+
+def check_target_allowed(principal: Principal, model: str, label: str) -> None:
+    """A client-chosen route config (``x-lockgate-config``) reaches only models its key may use:
+    the upstream ``model`` or its ``@integration/model`` label must be on the key's list."""
+    allowed = principal.allowed_models
+    if allowed is not None and not (matches(model, allowed) or matches(label, allowed)):
+        raise PermissionDenied(
+            f"The API key {principal.key_name!r} may not use the model {label!r} its config routes to.",
+            param="x-lockgate-config",
+            code="model_not_allowed",
+        )

@@ -28,6 +28,7 @@ from tests.integration.routing_helpers import (
 )
 
 FULL_REPLY = reply_text(PROMPT[0]["content"])
+NARROW_KEY = "lg-narrow-test-key-0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,10 @@ def gw(mock: MockProviderThread, tmp_path_factory: pytest.TempPathFactory) -> It
         },
     ]
     config["models"].append({"alias": "prod-alias", "config": "prod"})
+    config["integrations"].append(
+        {**config["integrations"][0], "name": "limited", "allowed_models": ["m-ok*"]}
+    )
+    config["keys"] = [{"name": "narrow", "key": NARROW_KEY, "allowed_models": ["gpt-4o-mini", "m-fine"]}]
     with GatewayThread(tmp_path_factory.mktemp("routing"), config, request_timeout=5.0, demo=True) as gateway:
         yield gateway
 
@@ -263,3 +268,15 @@ def test_a_single_target_stream_that_fails_before_any_byte_is_a_json_502(gw: Gat
     assert_envelope(response, 502, "stream_interrupted")
     record = record_of(gw, response)
     assert record["status"] == 502 and record["fallbacks"] == 0 and len(record["attempt_log"]) == 1
+
+
+def test_configs_reach_only_models_the_integration_and_the_key_allow(gw: GatewayThread) -> None:
+    assert post(gw, leaf("m-ok-1", "limited")).status_code == 200
+    error = assert_envelope(post(gw, leaf("m-other", "limited")), 403, "model_not_allowed")
+    assert "'limited' may not serve the model 'm-other'" in error["message"]
+    # Strict: a forbidden target fails the request rather than quietly falling back.
+    assert_envelope(post(gw, fallback(leaf("m-other", "limited"), leaf("m-fine"))), 403, "model_not_allowed")
+    narrow = {"authorization": f"Bearer {NARROW_KEY}"}
+    assert post(gw, leaf("m-fine"), headers=narrow).status_code == 200
+    error = assert_envelope(post(gw, leaf("m-pricey"), headers=narrow), 403, "model_not_allowed")
+    assert error["param"] == "x-lockgate-config" and "'@mock-openai/m-pricey'" in error["message"]
