@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lockgate.providers.base import Credential, Provider
 
@@ -12,15 +12,15 @@ class Target:
     credential: Credential
     provider: Provider
     model: str
+    # Derived once: targets are built at config load (or memoised), read on every attempt.
+    label: str = field(init=False, repr=False, compare=False)  # @integration/model
+    key: str = field(init=False, repr=False, compare=False)  # health identity: label + host
 
-    @property
-    def label(self) -> str:
-        return f"@{self.credential.name}/{self.model}"
-
-    @property
-    def key(self) -> str:
-        """Identity for health tracking: the same name on another host is another target."""
-        return f"{self.label}|{self.credential.base_url}"
+    def __post_init__(self) -> None:
+        label = f"@{self.credential.name}/{self.model}"
+        object.__setattr__(self, "label", label)
+        # The same integration name on another host (custom_host) is another target.
+        object.__setattr__(self, "key", f"{label}|{self.credential.base_url}")
 
 
 @dataclass(frozen=True, slots=True)
