@@ -1,7 +1,8 @@
-"""Shared state: the response cache's store now, counters and pub/sub later (DESIGN §4, §6).
+"""Shared state (DESIGN §4, §6); the only package that speaks Redis.
 
-The only package that speaks Redis. Backends come from a small registry of import
-strings, loaded lazily so the memory backend never imports redis:
+``counters*.py``: limits and budgets; ``notify.py``: config-change notices; this module:
+the key-value store under the response cache. Its backends come from a small registry of
+import strings, loaded lazily so the memory backend never imports redis:
 
 - ``memory``: this process only; a size-bounded LRU with TTLs. The default.
 - ``redis``: every replica shares it; chosen when ``LOCKGATE_REDIS_URL`` is set.
