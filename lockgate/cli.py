@@ -147,6 +147,22 @@ def mock_provider(
     run(host=host, port=port, latency_ms=latency_ms)
 
 
+@app.command("mock-mcp")
+def mock_mcp(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 9091,
+    stdio: Annotated[bool, typer.Option("--stdio", help="Serve over stdin/stdout instead of HTTP.")] = False,
+    token: Annotated[str | None, typer.Option(help="Require 'Authorization: Bearer <token>' (HTTP).")] = None,
+) -> None:
+    """Start the mock MCP server (Streamable HTTP at /mcp, legacy SSE at /sse, or stdio)."""
+    from lockgate.testing.mock_mcp import run_http, run_stdio
+
+    if stdio:
+        run_stdio()
+    else:
+        run_http(host=host, port=port, token=token)
+
+
 @logs_app.command("tail")
 def logs_tail(
     n: Annotated[int, typer.Option("-n", help="How many recent records.")] = 20,
