@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from lockgate.errors import LockgateError
 from lockgate.governance.specs import BudgetSpec, PolicySpec, RateLimitSpec
 from lockgate.guardrails.definition import AttachmentConfig, GuardrailConfig
+from lockgate.mcp.specs import McpAccessRuleConfig, McpServerConfig
 from lockgate.providers.base import Credential, get_provider, provider_names
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -145,6 +146,9 @@ class FileConfig(BaseModel):
     budgets: list[BudgetSpec] = Field(default_factory=list)
     rate_limits: list[RateLimitSpec] = Field(default_factory=list)
     policies: list[PolicySpec] = Field(default_factory=list)
+    # MCP servers and who may use their tools (mcp/specs.py).
+    mcp_servers: list[McpServerConfig] = Field(default_factory=list)
+    mcp_access_rules: list[McpAccessRuleConfig] = Field(default_factory=list)
 
 
 def _interpolate(value: Any) -> Any:

@@ -55,6 +55,10 @@ class Settings:
     log_batch_size: int = 500
     log_flush_interval: float = 1.0
     log_queue_size: int = 100_000
+    # MCP gateway: executables a stdio MCP server may be spawned with (comma-separated names or
+    # absolute paths); empty: no stdio servers. Cached tool lists are refreshed this often (seconds).
+    mcp_stdio_commands: str = ""
+    mcp_tools_refresh: float = 60.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:

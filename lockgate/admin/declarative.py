@@ -33,6 +33,8 @@ from lockgate.store.control import (
     GUARDRAIL,
     GUARDRAIL_ATTACHMENT,
     INTEGRATION,
+    MCP_ACCESS_RULE,
+    MCP_SERVER,
     MODEL_ALIAS,
     RATE_LIMIT,
     ROUTE_CONFIG,
@@ -158,6 +160,9 @@ class _Applier:
 
         await apply_guardrails(self, config)
         await self._limits(config)
+        from lockgate.admin.declarative_mcp import apply_mcp
+
+        await apply_mcp(self, config.mcp_servers, config.mcp_access_rules)
         if self.source == "file":
             await self._prune()
 
@@ -258,6 +263,8 @@ class _Applier:
 
     async def _prune(self) -> None:
         for kind in (
+            MCP_ACCESS_RULE,
+            MCP_SERVER,
             GUARDRAIL_ATTACHMENT,
             GUARDRAIL,
             BUDGET,
@@ -370,6 +377,9 @@ async def export_config(control: ControlStore) -> dict[str, Any]:
     from lockgate.admin.declarative_guardrails import export_guardrails
 
     out.update(export_guardrails(state, ws_names))
+    from lockgate.admin.declarative_mcp import export_mcp
+
+    out.update(export_mcp(state, ws_names))
     return {k: v for k, v in out.items() if v}
 
 

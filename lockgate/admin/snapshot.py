@@ -28,6 +28,7 @@ from lockgate.governance.policy import matches
 from lockgate.governance.rules import NO_GOVERNANCE, Governance, build_governance
 from lockgate.governance.secrets import SecretBox, SecretKeyError
 from lockgate.guardrails import GuardrailSet, build_guardrail_set
+from lockgate.mcp.registry import McpRegistry, build_registry
 from lockgate.providers.base import Credential, get_provider
 from lockgate.store.control import ControlState, Row
 from lockgate.store.tables import DEFAULT_WORKSPACE_ID
@@ -51,6 +52,8 @@ class Snapshot:
     guardrails: GuardrailSet = field(default_factory=GuardrailSet)
     # Budgets, rate limits and usage policies, precomputed per key (governance/rules.py).
     governance: Governance = NO_GOVERNANCE
+    # MCP servers and access rules (mcp/registry.py).
+    mcp: McpRegistry = field(default_factory=McpRegistry)
 
     def routes(self, workspace_id: str) -> RouteTable:
         return self.tables.get(workspace_id) or self.tables[self.default_workspace_id]
@@ -144,6 +147,7 @@ def build_snapshot(
             state.usage_policies,
             workers=limit_divisor,
         ),
+        mcp=build_registry(state.mcp_servers, state.mcp_access_rules, secrets),
     )
 
 

@@ -47,6 +47,8 @@ class SecretBox:
         if not parts:
             raise SecretKeyError("LOCKGATE_SECRET_KEY is empty")
         self._fernet = MultiFernet([_fernet(k) for k in parts])
+        # The sealing key, for derived keys (the MCP session codec derives its own with HKDF).
+        self.primary = parts[0].strip()
 
     def encrypt(self, secret: str) -> str:
         return self._fernet.encrypt(secret.encode()).decode()

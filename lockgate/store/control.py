@@ -39,6 +39,8 @@ from lockgate.store.tables import (
     guardrail_attachments,
     guardrails,
     integrations,
+    mcp_access_rules,
+    mcp_servers,
     model_aliases,
     organizations,
     rate_limits,
@@ -73,6 +75,8 @@ ADMIN_KEY = Kind("admin_key", admin_keys, "adk", frozenset({"key_hash"}))
 BUDGET = Kind("budget", budgets, "bud", workspace_column="workspace_id")
 RATE_LIMIT = Kind("rate_limit", rate_limits, "rl", workspace_column="workspace_id")
 USAGE_POLICY = Kind("usage_policy", usage_policies, "pol", workspace_column="workspace_id")
+MCP_SERVER = Kind("mcp_server", mcp_servers, "mcp", frozenset({"secret_ciphertext"}), "workspace_id")
+MCP_ACCESS_RULE = Kind("mcp_access_rule", mcp_access_rules, "mar", workspace_column="workspace_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +111,8 @@ class ControlState:
     budgets: list[Row] = field(default_factory=list)
     rate_limits: list[Row] = field(default_factory=list)
     usage_policies: list[Row] = field(default_factory=list)
+    mcp_servers: list[Row] = field(default_factory=list)
+    mcp_access_rules: list[Row] = field(default_factory=list)
 
 
 def new_id(prefix: str) -> str:
@@ -209,6 +215,8 @@ class ControlStore:
                     budgets=await rows(budgets),
                     rate_limits=await rows(rate_limits),
                     usage_policies=await rows(usage_policies),
+                    mcp_servers=await rows(mcp_servers),
+                    mcp_access_rules=await rows(mcp_access_rules),
                 )
 
     @asynccontextmanager

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from lockgate.governance.secrets import SecretBox
 from lockgate.store import migrate
-from lockgate.store.tables import request_logs
+from lockgate.store.tables import request_logs, tool_calls
 
 
 def async_url(url: str) -> str:
@@ -74,6 +74,23 @@ class Store:
         if rows:
             async with self.engine.begin() as conn:
                 await conn.execute(insert(request_logs), list(rows))
+
+    async def insert_tool_call_records(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(tool_calls), list(rows))
+
+    async def tool_call_records(
+        self, *, limit: int = 100, server: str | None = None, tool: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Most recent first."""
+        query = select(tool_calls).order_by(tool_calls.c.created_at.desc()).limit(limit)
+        if server is not None:
+            query = query.where(tool_calls.c.server == server)
+        if tool is not None:
+            query = query.where(tool_calls.c.tool == tool)
+        async with self.engine.connect() as conn:
+            return [{str(k): v for k, v in r._mapping.items()} for r in await conn.execute(query)]
 
     async def recent_request_records(
         self, limit: int = 20, after: float | None = None

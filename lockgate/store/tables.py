@@ -347,3 +347,82 @@ budget_alerts = Table(
 DEFAULT_ORG_ID = "org_default"
 DEFAULT_WORKSPACE_ID = "ws_default"
 GENESIS_HASH = "0" * 64
+
+
+# MCP servers (DESIGN §5). ``name`` + ``server_version`` identify one registration; a new version keeps
+# the old addressable (``/mcp/name@1.0.0``) until it is retired. ``status`` is enabled, disabled
+# (new calls refused) or killed (in-flight calls cut too); ``tool_status`` does the same per tool.
+mcp_servers = Table(
+    "mcp_servers",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("server_version", String(64), nullable=False),
+    Column("latest", Boolean, nullable=False),  # the version /mcp/{name} resolves to
+    Column("description", Text, nullable=False),
+    Column("transport", String(16), nullable=False),  # streamable_http | sse | stdio
+    Column("url", String(2000)),
+    Column("command", JSON),  # [argv...] for stdio
+    Column("env", JSON),  # non-secret environment for stdio
+    Column("headers", JSON),  # non-secret headers sent upstream
+    # The upstream credential, encrypted (never returned): sent as ``auth_header: auth_scheme <secret>``.
+    Column("secret_ciphertext", Text),
+    Column("auth_header", String(100)),
+    Column("auth_scheme", String(32)),
+    Column("workspace_id", String(40), ForeignKey("workspaces.id")),  # owner; null: org
+    Column("workspace_ids", JSON),  # who may use it; null: every workspace
+    Column("key_ids", JSON),  # null: every key of those workspaces
+    Column("status", String(16), nullable=False),
+    Column("status_reason", Text),
+    Column("tool_status", JSON, nullable=False),  # {tool: "disabled" | "killed"}
+    Column("pin_policy", String(8), nullable=False),  # off | flag | block
+    Column("timeout_ms", Integer, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("retired", Boolean, nullable=False),
+    *_tracked(),
+    UniqueConstraint("name", "server_version", name="uq_mcp_servers_name_version"),
+)
+
+# Who may use which servers and tools: allow and deny lists of fnmatch patterns over server
+# names and ``server__tool`` names, for a workspace or one key. Errors name the rule.
+mcp_access_rules = Table(
+    "mcp_access_rules",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("scope_type", String(16), nullable=False),  # workspace | key
+    Column("scope_id", String(40), nullable=False),
+    Column("workspace_id", String(40), ForeignKey("workspaces.id")),
+    Column("allow_servers", JSON),  # null: any
+    Column("deny_servers", JSON),
+    Column("allow_tools", JSON),
+    Column("deny_tools", JSON),
+    *_tracked(),
+)
+
+# One row per MCP request that reached a server (tools/call, prompts/get, resources/read ...):
+# the tool-call audit record, beside request_logs and searchable the same way.
+tool_calls = Table(
+    "tool_calls",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("method", String(64), nullable=False),
+    Column("server", String(64)),
+    Column("server_version", String(64)),
+    Column("tool", String(200)),
+    Column("key_id", String(64)),
+    Column("workspace_id", String(40)),
+    Column("session", String(16)),  # protocol era: modern | legacy
+    Column("arguments", JSON),  # PII-redacted
+    Column("status", String(16), nullable=False),  # ok | tool_error | denied | error | timeout | killed
+    Column("error_code", Integer),
+    Column("error_message", Text),
+    Column("result_bytes", Integer),
+    Column("latency_ms", Float),
+    Column("verdicts", JSON),  # policy decisions and pins
+    Column("trace_id", String(32)),
+    Column("span_id", String(16)),
+    Index("ix_tool_calls_created_at", "created_at"),
+    Index("ix_tool_calls_server_tool", "server", "tool"),
+)

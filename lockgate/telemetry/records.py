@@ -81,3 +81,33 @@ class RequestRecord:
 
 _RECORD_FIELDS = tuple(f.name for f in fields(RequestRecord))
 _ATTEMPT_FIELDS = tuple(f.name for f in fields(AttemptRecord))
+
+
+@dataclass(slots=True)
+class ToolCallRecord:
+    """One MCP request that reached (or was refused before) a server: the tool-call audit record."""
+
+    id: str
+    created_at: float
+    method: str
+    server: str | None = None
+    server_version: str | None = None
+    tool: str | None = None
+    key_id: str | None = None
+    workspace_id: str | None = None
+    session: str | None = None  # modern | legacy
+    arguments: dict[str, Any] | None = None  # after PII redaction
+    status: str = "ok"  # ok | tool_error | denied | error | timeout | killed
+    error_code: int | None = None
+    error_message: str | None = None
+    result_bytes: int | None = None
+    latency_ms: float | None = None
+    verdicts: list[dict[str, Any]] | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+
+    def to_row(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _TOOL_CALL_FIELDS}
+
+
+_TOOL_CALL_FIELDS = tuple(f.name for f in fields(ToolCallRecord))

@@ -15,7 +15,7 @@ import contextlib
 import logging
 
 from lockgate.store.db import Store
-from lockgate.telemetry.records import RequestRecord
+from lockgate.telemetry.records import RequestRecord, ToolCallRecord
 
 log = logging.getLogger("lockgate.telemetry")
 
@@ -28,7 +28,7 @@ class RecordWriter:
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._max_queued = max_queued
-        self._buffer: list[RequestRecord] = []
+        self._buffer: list[RequestRecord | ToolCallRecord] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
@@ -36,7 +36,7 @@ class RecordWriter:
         self.dropped = 0
         self.failed_flushes = 0
 
-    def put(self, record: RequestRecord) -> None:
+    def put(self, record: RequestRecord | ToolCallRecord) -> None:
         if len(self._buffer) >= self._max_queued:
             self.dropped += 1
             return
@@ -64,7 +64,7 @@ class RecordWriter:
                 batch = self._buffer[: self._batch_size]
                 del self._buffer[: len(batch)]
                 try:
-                    await self._store.insert_request_records([r.to_row() for r in batch])
+                    await self._write(batch)
                 except Exception:
                     self.failed_flushes += 1
                     log.exception("writing %d request records failed; will retry", len(batch))
@@ -73,6 +73,13 @@ class RecordWriter:
                     self._buffer[:0] = batch[: max(0, room)]
                     return
                 self.written += len(batch)
+
+    async def _write(self, batch: list[RequestRecord | ToolCallRecord]) -> None:
+        # Tool calls share the queue (one writer, one bound) and land in their own table.
+        await self._store.insert_request_records([r.to_row() for r in batch if isinstance(r, RequestRecord)])
+        await self._store.insert_tool_call_records(
+            [r.to_row() for r in batch if isinstance(r, ToolCallRecord)]
+        )
 
     async def close(self) -> None:
         if self._task is not None:

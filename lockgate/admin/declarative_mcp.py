@@ -1,0 +1,112 @@
+"""The ``mcp_servers`` and ``mcp_access_rules`` sections of lockgate.yaml: apply and export.
+
+Servers match by (name, version); rules by name. Workspaces and keys are named
+(``workspaces: [team-a]``, ``keys: [team-a/ci]``) and resolved to ids here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lockgate.errors import BadRequest
+from lockgate.mcp.specs import RULE_COLUMNS, McpAccessRuleConfig, McpServerConfig, server_values
+from lockgate.store.control import API_KEY, MCP_ACCESS_RULE, MCP_SERVER, ControlState
+
+if TYPE_CHECKING:
+    from lockgate.admin.declarative import _Applier
+
+
+async def apply_mcp(
+    applier: _Applier, servers: list[McpServerConfig], rules: list[McpAccessRuleConfig]
+) -> None:
+    for i, item in enumerate(servers):
+        where = f"mcp_servers.{i}"
+        values = server_values(item, applier.secrets.encrypt)
+        existing = await applier.tx.find(MCP_SERVER, name=item.name, server_version=item.version)
+        if existing is not None and item.secret and applier._secret_of(existing) == item.secret:
+            values["secret_ciphertext"] = existing["secret_ciphertext"]  # same secret: no change
+        key_ids = None
+        if item.keys is not None:
+            key_ids = [await _key_id(applier, ref, f"{where}.keys") for ref in item.keys]
+        values.update(
+            workspace_id=applier._workspace(item.workspace, f"{where}.workspace"),
+            workspace_ids=applier._workspaces(item.workspaces, f"{where}.workspaces"),
+            key_ids=key_ids,
+            latest=True,
+            retired=False,
+        )
+        await applier._upsert(
+            MCP_SERVER,
+            f"{item.name}@{item.version}",
+            {"name": item.name, "server_version": item.version},
+            values,
+        )
+    for i, rule in enumerate(rules):
+        where = f"mcp_access_rules.{i}"
+        workspace_id = applier._workspace(rule.workspace, f"{where}.workspace") or ""
+        scope_type, scope_id = "workspace", workspace_id
+        if rule.key is not None:
+            scope_type, scope_id = (
+                "key",
+                await _key_id(applier, f"{rule.workspace}/{rule.key}", f"{where}.key"),
+            )
+        values = {
+            "name": rule.name,
+            "scope_type": scope_type,
+            "scope_id": scope_id,
+            "workspace_id": workspace_id,
+            **{c: getattr(rule, c) for c in RULE_COLUMNS},
+        }
+        await applier._upsert(MCP_ACCESS_RULE, rule.name, {"name": rule.name}, values)
+
+
+async def _key_id(applier: _Applier, ref: str, param: str) -> str:
+    workspace, _, name = ref.rpartition("/")
+    workspace_id = applier._workspace(workspace or "default", param)
+    key = await applier.tx.find(API_KEY, workspace_id=workspace_id, name=name)
+    if key is None:
+        if applier.dry_run:
+            return f"(new {ref})"
+        raise BadRequest(f"{param}: no key named {ref!r}", param=param)
+    return str(key["id"])
+
+
+def export_mcp(state: ControlState, ws_names: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    keys = {row["id"]: f"{ws_names.get(row['workspace_id'], '?')}/{row['name']}" for row in state.api_keys}
+    servers = []
+    for row in state.mcp_servers:
+        if row["retired"]:
+            continue
+        item: dict[str, Any] = {
+            "name": row["name"],
+            "version": row["server_version"],
+            "transport": row["transport"],
+        }
+        for column in ("description", "url", "command", "env", "headers", "auth_header", "auth_scheme"):
+            if row[column]:
+                item[column] = row[column]
+        if row["secret_ciphertext"]:
+            item["secret"] = "${MCP_SECRET_" + row["name"].upper().replace("-", "_") + "}"
+        item.update(status=row["status"], pin_policy=row["pin_policy"], timeout_ms=row["timeout_ms"])
+        if row["tool_status"]:
+            item["tool_status"] = row["tool_status"]
+        if row["tags"]:
+            item["tags"] = row["tags"]
+        if row["workspace_id"]:
+            item["workspace"] = ws_names[row["workspace_id"]]
+        if row["workspace_ids"] is not None:
+            item["workspaces"] = [ws_names[w] for w in row["workspace_ids"] if w in ws_names]
+        if row["key_ids"] is not None:
+            item["keys"] = [keys[k] for k in row["key_ids"] if k in keys]
+        servers.append(item)
+    rules = []
+    for row in state.mcp_access_rules:
+        rule: dict[str, Any] = {
+            "name": row["name"],
+            "workspace": ws_names.get(row["workspace_id"], "default"),
+        }
+        if row["scope_type"] == "key" and row["scope_id"] in keys:
+            rule["key"] = keys[row["scope_id"]].rpartition("/")[2]
+        rule.update({c: row[c] for c in RULE_COLUMNS if row[c] is not None})
+        rules.append(rule)
+    return {"mcp_servers": servers, "mcp_access_rules": rules}

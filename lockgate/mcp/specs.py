@@ -1,0 +1,98 @@
+"""MCP server and access-rule definitions as the admin API and lockgate.yaml accept them.
+
+One pydantic model per object validates both doors, so a bad transport/URL/command
+combination is a 400 (or a start-up error) naming the field, never a broken snapshot.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from lockgate.mcp.registry import NAME_PATTERN
+
+Transport = Literal["streamable_http", "sse", "stdio"]
+Status = Literal["enabled", "disabled", "killed"]
+
+
+class McpServerSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN, description="Lower-case; addressed as /mcp/{name}.")
+    version: str = Field("1", pattern=r"^[A-Za-z0-9._+-]{1,64}$", description="Server version.")
+    description: str = Field("", max_length=2000)
+    transport: Transport = "streamable_http"
+    url: str | None = Field(None, pattern=r"^https?://", description="Streamable HTTP or SSE endpoint.")
+    command: list[str] | None = Field(None, min_length=1, description="argv for stdio servers.")
+    env: dict[str, str] = Field(default_factory=dict, description="Non-secret environment (stdio).")
+    headers: dict[str, str] = Field(default_factory=dict, description="Non-secret upstream headers.")
+    secret: str | None = Field(None, description="Upstream credential; stored encrypted, never returned.")
+    auth_header: str | None = Field(None, description="Header (or stdio env var) for the secret.")
+    auth_scheme: str | None = Field(None, description='Prefix of the header value; default "Bearer".')
+    status: Status = "enabled"
+    status_reason: str | None = None
+    tool_status: dict[str, Literal["disabled", "killed"]] = Field(default_factory=dict)
+    pin_policy: Literal["off", "flag", "block"] = "flag"
+    timeout_ms: int = Field(30_000, ge=100, le=3_600_000)
+    tags: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _transport_fields(self) -> McpServerSpec:
+        if self.transport == "stdio":
+            if not self.command:
+                raise ValueError("command: a stdio server needs a command")
+            if self.url is not None:
+                raise ValueError("url: a stdio server has no URL")
+        elif self.url is None:
+            raise ValueError(f"url: a {self.transport} server needs a URL")
+        elif self.command is not None:
+            raise ValueError(f"command: only stdio servers have a command (this one is {self.transport})")
+        return self
+
+
+def server_values(spec: McpServerSpec, encrypt: Any) -> dict[str, Any]:
+    """Column values for a stored row; ``encrypt`` seals the secret."""
+    return {
+        "name": spec.name,
+        "server_version": spec.version,
+        "description": spec.description,
+        "transport": spec.transport,
+        "url": spec.url,
+        "command": spec.command,
+        "env": spec.env or None,
+        "headers": spec.headers or None,
+        "secret_ciphertext": encrypt(spec.secret) if spec.secret else None,
+        "auth_header": spec.auth_header,
+        "auth_scheme": spec.auth_scheme,
+        "status": spec.status,
+        "status_reason": spec.status_reason,
+        "tool_status": spec.tool_status,
+        "pin_policy": spec.pin_policy,
+        "timeout_ms": spec.timeout_ms,
+        "tags": spec.tags,
+    }
+
+
+class McpAccessRuleSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
+    allow_servers: list[str] | None = Field(None, description="fnmatch patterns; unset: any.")
+    deny_servers: list[str] | None = None
+    allow_tools: list[str] | None = Field(None, description="Patterns over server__tool; unset: any.")
+    deny_tools: list[str] | None = None
+
+
+RULE_COLUMNS = ("allow_servers", "deny_servers", "allow_tools", "deny_tools")
+
+
+class McpServerConfig(McpServerSpec):
+    workspace: str | None = Field(None, description="Owner workspace (by name); unset: the org.")
+    workspaces: list[str] | None = Field(None, description="Who may use it (names); unset: everyone.")
+    keys: list[str] | None = Field(None, description='Only these keys ("workspace/key"); unset: any.')
+
+
+class McpAccessRuleConfig(McpAccessRuleSpec):
+    workspace: str = Field(description="The workspace the rule applies to (by name).")
+    key: str | None = Field(None, description="Only this key of the workspace (by name).")
