@@ -30,6 +30,7 @@ from lockgate.governance.policy import matches
 from lockgate.governance.rules import reservation_lease
 from lockgate.governance.secrets import load_secret_box
 from lockgate.governance.spend import SpendBook
+from lockgate.mcp.gateway import build_mcp_proxy
 from lockgate.server.http import Request, send_error, send_json
 from lockgate.server.types import Receive, Scope, Send
 from lockgate.settings import Settings
@@ -149,6 +150,7 @@ class Lockgate:
             tokens=self.tokens,
             governor=self.governor,
         )
+        self.mcp = build_mcp_proxy(self)
         self._admin_ctx = AdminContext(
             self.plane.control,
             self.plane.secrets,
@@ -172,6 +174,7 @@ class Lockgate:
     def _build_snapshot(self, state: ControlState) -> Snapshot:
         snapshot = self.plane.build_snapshot(state)
         self.tokens.sync(cred for table in snapshot.tables.values() for cred in table.credentials)
+        self.mcp.on_snapshot(snapshot)  # kill switch: cut in-flight calls before the swap
         return snapshot
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -184,6 +187,9 @@ class Lockgate:
         path = scope["path"]
         if path.startswith("/admin/"):  # the control plane: FastAPI, off the data-plane fast path
             await self.admin(scope, receive, send)
+            return
+        if path == "/mcp" or path.startswith("/mcp/"):  # the MCP gateway answers in JSON-RPC
+            await self.mcp.handle(scope, receive, send)
             return
         dialect = "anthropic" if path == "/v1/messages" else "openai"
         entry = self._handlers.get(path.rstrip("/") or "/")
@@ -269,6 +275,7 @@ class Lockgate:
 
     async def shutdown(self) -> None:
         self.ready = False
+        await self.mcp.close()
         await self.snapshots.close()
         if self.notifier is not None:
             await self.notifier.close()

@@ -1,0 +1,50 @@
+"""Wiring of the MCP gateway into a Lockgate worker: the proxy with its pool, codec and hooks."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from lockgate.admin.snapshot import Snapshot
+from lockgate.mcp.proxy import McpProxy
+from lockgate.mcp.session_codec import SessionCodec
+from lockgate.mcp.upstreams import UpstreamPool
+
+if TYPE_CHECKING:
+    from lockgate.app import Lockgate
+
+log = logging.getLogger("lockgate.mcp")
+
+
+class McpGateway(McpProxy):
+    def on_snapshot(self, snapshot: Snapshot) -> None:
+        """A new registry: cut in-flight calls it kills, drop connections it no longer has."""
+        cut = self.in_flight.cut(snapshot.mcp)
+        if cut:
+            log.warning(
+                "kill switch: cancelled %d in-flight MCP call(s) at config version %s", cut, snapshot.version
+            )
+        with contextlib.suppress(RuntimeError):  # no running loop yet: the first snapshot
+            self.pool.sync(snapshot.mcp)
+
+    async def close(self) -> None:
+        self.closing.set()
+        await self.pool.close()
+
+
+def build_mcp_proxy(lockgate: Lockgate) -> McpGateway:
+    settings = lockgate.settings
+    pool = UpstreamPool(
+        lambda: lockgate.client.session,
+        stdio_allow_list=settings.mcp_stdio_commands,
+        refresh_s=settings.mcp_tools_refresh,
+    )
+    return McpGateway(
+        auth=lockgate.auth,
+        snapshot=lambda: lockgate.snapshots.current,
+        pool=pool,
+        codec=SessionCodec(lockgate.plane.secrets.primary),
+        record=lockgate.writer.put,
+        max_body_bytes=settings.max_body_bytes,
+    )

@@ -1,0 +1,411 @@
+"""``/mcp`` and ``/mcp/{server}``: the one place where the MCP gateway's stages are put in order.
+
+POST: read -> parse JSON-RPC -> authenticate (Lockgate key) -> era (2026-07-28 per-request
+envelope, or the handshake era with a composite session) -> routing headers agree with
+the body -> session -> dispatch (answered here, merged lists, or one routed call:
+policy, pins, the upstream call under the kill switch) -> record. GET opens the
+handshake era's server stream; DELETE ends a session and the upstream sessions in it.
+Answers are JSON; errors are JSON-RPC errors, never a bare 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from lockgate.admin.snapshot import Snapshot
+from lockgate.errors import AuthenticationFailed, BodyTooLarge
+from lockgate.governance.auth import Authenticator, Principal
+from lockgate.mcp import methods
+from lockgate.mcp.calls import InFlight, redact
+from lockgate.mcp.jsonrpc import (
+    HEADER_MISMATCH,
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    UNKNOWN_SERVER,
+    UNSUPPORTED_PROTOCOL_VERSION,
+    McpError,
+    Message,
+    error_body,
+    parse_message,
+    result_body,
+)
+from lockgate.mcp.registry import SEPARATOR, McpServer
+from lockgate.mcp.session_codec import InvalidSession, SessionCodec, SessionState
+from lockgate.mcp.upstream.base import HANDSHAKE_VERSION, MODERN_VERSION
+from lockgate.mcp.upstreams import UpstreamPool
+from lockgate.server.http import read_body
+from lockgate.server.types import Receive, Scope, Send
+from lockgate.telemetry.records import ToolCallRecord
+
+log = logging.getLogger("lockgate.mcp")
+
+HANDSHAKE_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
+_META_VERSION = "io.modelcontextprotocol/protocolVersion"
+_JSON = [(b"content-type", b"application/json")]
+_CAPABILITIES = {"tools": {"listChanged": True}, "prompts": {"listChanged": False}, "resources": {}}
+_SERVER_INFO = {"name": "lockgate", "version": "1"}
+_SESSION_SETUP_TIMEOUT = 5.0
+
+
+class McpProxy:
+    def __init__(
+        self,
+        *,
+        auth: Authenticator,
+        snapshot: Callable[[], Snapshot],
+        pool: UpstreamPool,
+        codec: SessionCodec,
+        record: Callable[[ToolCallRecord], None],
+        max_body_bytes: int,
+    ) -> None:
+        self.auth = auth
+        self.snapshot = snapshot
+        self.pool = pool
+        self.codec = codec
+        self.record = record
+        self.max_body_bytes = max_body_bytes
+        self.in_flight = InFlight()
+        self.closing = asyncio.Event()
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        method = scope["method"]
+        if method == "POST":
+            await self._post(scope, headers, receive, send)
+        elif method == "GET":
+            await self._get(scope, headers, receive, send)
+        elif method == "DELETE":
+            await self._delete(scope, headers, send)
+        else:
+            error = McpError(INVALID_REQUEST, f"{method} is not allowed on /mcp; use POST, GET or DELETE.")
+            await _send(send, 405, error_body(None, error), [(b"allow", b"POST, GET, DELETE")])
+
+    # -- POST: the stages, in order ---------------------------------------------------------------
+
+    async def _post(self, scope: Scope, headers: dict[str, str], receive: Receive, send: Send) -> None:
+        message: Message | None = None
+        extra: list[tuple[bytes, bytes]] = []
+        try:
+            body = await read_body(scope, receive, self.max_body_bytes)
+            message = parse_message(body)
+            snapshot = self.snapshot()
+            principal = self._authenticate(headers, snapshot)
+            era = _era(headers, message)
+            if era == "modern":
+                _check_routing_headers(headers, message)
+            endpoint = self._endpoint(scope, snapshot, principal)
+            ctx = methods.CallContext(principal, snapshot.mcp, endpoint, era)
+            ctx.rules = snapshot.mcp.rules_for(principal.workspace_id, principal.key_id)
+            if era == "legacy" and message.method != "initialize":
+                ctx.session = self._session(headers, principal, endpoint)
+            if not message.is_request:
+                await _send(send, 202, b"", [])
+                return
+            if message.method == "initialize":
+                result, token = await self._initialize(ctx, message)
+                extra = [(b"mcp-session-id", token.encode())]
+            else:
+                result = await self._dispatch(ctx, message)
+                if era == "modern":
+                    result = _modern_result(message.method, result)
+            await _send(send, 200, result_body(message.id, result), _JSON + extra)
+        except McpError as exc:
+            status = exc.http_status
+            await _send(send, status, error_body(message.id if message else None, exc), _JSON)
+        except AuthenticationFailed as exc:
+            error = McpError(INVALID_REQUEST, exc.message)
+            www = [(b"www-authenticate", b'Bearer realm="lockgate"')]
+            await _send(send, 401, error_body(message.id if message else None, error), _JSON + www)
+        except BodyTooLarge as exc:
+            await _send(send, 413, error_body(None, McpError(INVALID_REQUEST, exc.message)), _JSON)
+
+    def _authenticate(self, headers: dict[str, str], snapshot: Snapshot) -> Principal:
+        return self.auth.authenticate(headers, snapshot)
+
+    def _endpoint(self, scope: Scope, snapshot: Snapshot, principal: Principal) -> McpServer | None:
+        address = scope["path"].rstrip("/")[len("/mcp") :].lstrip("/")
+        if not address:
+            return None
+        server = snapshot.mcp.resolve(address)
+        if server is None or not server.usable_by(principal.workspace_id, principal.key_id):
+            # Same answer for "absent" and "not yours": names of other teams' servers do not leak.
+            raise McpError(UNKNOWN_SERVER, f"No MCP server {address!r} here.", http_status=404)
+        return server
+
+    def _session(
+        self, headers: dict[str, str], principal: Principal, endpoint: McpServer | None
+    ) -> SessionState:
+        token = headers.get("mcp-session-id")
+        if not token:
+            raise McpError(
+                INVALID_REQUEST,
+                "Missing Mcp-Session-Id: send initialize first (or use protocol 2026-07-28).",
+                http_status=400,
+            )
+        try:
+            state = self.codec.decode(token)
+        except InvalidSession as exc:
+            raise McpError(
+                INVALID_REQUEST, f"Unknown session ({exc}); initialize again.", http_status=404
+            ) from None
+        here = endpoint.address if endpoint is not None else ""
+        if state.key_id != principal.key_id or state.endpoint != here:
+            raise McpError(
+                INVALID_REQUEST, "This session belongs to another key or endpoint.", http_status=404
+            )
+        return state
+
+    async def _initialize(self, ctx: methods.CallContext, message: Message) -> tuple[dict[str, Any], str]:
+        if ctx.era == "modern":
+            raise McpError(
+                INVALID_REQUEST, "initialize is not part of protocol 2026-07-28; use server/discover."
+            )
+        asked = message.params.get("protocolVersion")
+        version = asked if asked in HANDSHAKE_VERSIONS else HANDSHAKE_VERSION
+        principal = ctx.principal
+        state = SessionState(
+            principal.key_id,
+            principal.workspace_id,
+            ctx.endpoint.address if ctx.endpoint is not None else "",
+            version,
+        )
+        servers = ctx.servers()
+        await asyncio.gather(*(self._open_upstream(server, state) for server in servers))
+        result = {
+            "protocolVersion": version,
+            "capabilities": _CAPABILITIES,
+            "serverInfo": _SERVER_INFO,
+            "instructions": _instructions(ctx, servers),
+        }
+        return result, self.codec.encode(state)
+
+    async def _open_upstream(self, server: McpServer, state: SessionState) -> None:
+        """The caller's own upstream session, and the pins of what its tools look like now."""
+        timeout = min(server.timeout_s, _SESSION_SETUP_TIMEOUT)
+        upstream = self.pool.get(server)
+        session = await upstream.open_session(timeout_s=timeout)
+        if session is not None:
+            state.upstream[server.address] = session
+        if server.pin_policy != "off":
+            try:
+                listing = await asyncio.wait_for(self.pool.tools(server), timeout)
+            except (McpError, TimeoutError):
+                return
+            for tool, digest in listing.hashes.items():
+                state.pins[f"{server.address}{SEPARATOR}{tool}"] = digest
+
+    async def _dispatch(self, ctx: methods.CallContext, message: Message) -> dict[str, Any]:
+        method, params = message.method, message.params
+        if method == "ping":
+            return {}
+        if method == "server/discover":
+            return {
+                "supportedVersions": [MODERN_VERSION],
+                "capabilities": _CAPABILITIES,
+                "instructions": _instructions(ctx, ctx.servers()),
+                "_meta": {"io.modelcontextprotocol/serverInfo": _SERVER_INFO},
+            }
+        if method in methods.LISTS:
+            return await methods.gather_list(ctx, method, self._fetch(ctx), self.pool.tools)
+        if method in methods.ROUTED:
+            return await self._routed(ctx, method, params)
+        if ctx.endpoint is not None and method not in ("initialize",):
+            # Everything else (completion, logging level ...) passes through to the one server.
+            return await self._fetch(ctx)(ctx.endpoint, method, _strip_meta(params))
+        raise McpError(METHOD_NOT_FOUND, f"Method not found: {method}")
+
+    def _fetch(self, ctx: methods.CallContext) -> Callable[..., Any]:
+        async def fetch(server: McpServer, method: str, params: dict[str, Any]) -> dict[str, Any]:
+            upstream = self.pool.get(server)
+            call = upstream.request(
+                method, params, timeout_s=server.timeout_s, session=ctx.upstream_session(server)
+            )
+            return await self.in_flight.run(server.address, None, call)
+
+        return fetch
+
+    async def _routed(self, ctx: methods.CallContext, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        started = time.time()
+        record = ToolCallRecord(
+            id=uuid.uuid4().hex,
+            created_at=started,
+            method=method,
+            key_id=ctx.principal.key_id,
+            workspace_id=ctx.principal.workspace_id,
+            session=ctx.era,
+            tool=params.get(methods.ROUTED[method])
+            if isinstance(params.get(methods.ROUTED[method]), str)
+            else None,
+        )
+        if method == "tools/call":
+            record.arguments = redact(params.get("arguments"))
+        try:
+            server, inner = methods.routed_target(ctx, method, params)
+            record.server, record.server_version, record.tool = server.name, server.version, inner
+            if method == "tools/call":
+                cached = self.pool.cached(server)
+                methods.pin_verdict(ctx, server, inner, cached.hashes.get(inner) if cached else None)
+            forwarded = _strip_meta(methods.unprefixed_params(ctx, method, params, inner))
+            call = self.pool.get(server).request(
+                method, forwarded, timeout_s=server.timeout_s, session=ctx.upstream_session(server)
+            )
+            result: dict[str, Any] = await self.in_flight.run(
+                server.address, inner if method == "tools/call" else None, call
+            )
+            record.status = "tool_error" if result.get("isError") else "ok"
+            record.result_bytes = _size(result)
+            return result
+        except McpError as exc:
+            record.status = exc.status_name
+            record.error_code, record.error_message = exc.code, exc.message
+            raise
+        except Exception as exc:  # a bug here must still answer JSON-RPC and leave a record
+            log.exception("MCP %s failed inside the gateway", method)
+            record.status, record.error_code = "error", INTERNAL_ERROR
+            raise McpError(INTERNAL_ERROR, "Internal error in Lockgate.") from exc
+        finally:
+            record.latency_ms = (time.time() - started) * 1000
+            record.verdicts = ctx.verdicts or None
+            self.record(record)
+
+    # -- GET and DELETE (handshake era) ------------------------------------------------------------
+
+    async def _get(self, scope: Scope, headers: dict[str, str], receive: Receive, send: Send) -> None:
+        """The server-to-client stream: held open (comments only) until the client or the worker goes."""
+        try:
+            snapshot = self.snapshot()
+            principal = self._authenticate(headers, snapshot)
+            endpoint = self._endpoint(scope, snapshot, principal)
+            self._session(headers, principal, endpoint)
+        except McpError as exc:
+            await _send(
+                send, exc.http_status if exc.http_status != 200 else 400, error_body(None, exc), _JSON
+            )
+            return
+        except AuthenticationFailed as exc:
+            await _send(send, 401, error_body(None, McpError(INVALID_REQUEST, exc.message)), _JSON)
+            return
+        sse = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+        await send({"type": "http.response.start", "status": 200, "headers": sse})
+        await send({"type": "http.response.body", "body": b": lockgate\n\n", "more_body": True})
+        disconnect = asyncio.ensure_future(_until_disconnect(receive))
+        closing = asyncio.ensure_future(self.closing.wait())
+        try:
+            await asyncio.wait({disconnect, closing}, return_when=asyncio.FIRST_COMPLETED)
+            if not disconnect.done():  # the worker is stopping: end the stream; the client reconnects
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            disconnect.cancel()
+            closing.cancel()
+
+    async def _delete(self, scope: Scope, headers: dict[str, str], send: Send) -> None:
+        try:
+            snapshot = self.snapshot()
+            principal = self._authenticate(headers, snapshot)
+            endpoint = self._endpoint(scope, snapshot, principal)
+            state = self._session(headers, principal, endpoint)
+        except McpError as exc:
+            await _send(
+                send, exc.http_status if exc.http_status != 200 else 400, error_body(None, exc), _JSON
+            )
+            return
+        except AuthenticationFailed as exc:
+            await _send(send, 401, error_body(None, McpError(INVALID_REQUEST, exc.message)), _JSON)
+            return
+        for address, session in state.upstream.items():
+            server = snapshot.mcp.by_address.get(address)
+            if server is not None:
+                await self.pool.get(server).close_session(session, timeout_s=min(server.timeout_s, 5.0))
+        # The id stays decodable (it is stateless); ending it means its upstream sessions are gone.
+        await _send(send, 200, b"", [])
+
+
+def _era(headers: dict[str, str], message: Message) -> str:
+    version = headers.get("mcp-protocol-version")
+    meta = message.params.get("_meta")
+    if version is None and isinstance(meta, dict):
+        version = meta.get(_META_VERSION)
+    if version == MODERN_VERSION or message.method == "server/discover":
+        return "modern"
+    if version is not None and version not in HANDSHAKE_VERSIONS:
+        raise McpError(
+            UNSUPPORTED_PROTOCOL_VERSION,
+            f"Unsupported protocol version {version!r}; supported: {[*HANDSHAKE_VERSIONS, MODERN_VERSION]}.",
+            {"supported": [*HANDSHAKE_VERSIONS, MODERN_VERSION]},
+            http_status=400,
+        )
+    return "legacy"
+
+
+def _check_routing_headers(headers: dict[str, str], message: Message) -> None:
+    """2026-07-28: Mcp-Method (and Mcp-Name for named methods) must say what the body says."""
+    if not message.is_request:
+        return
+    said = headers.get("mcp-method")
+    if said != message.method:
+        raise McpError(
+            HEADER_MISMATCH,
+            f"Mcp-Method header {said!r} does not match the body's method {message.method!r}.",
+            http_status=400,
+        )
+    key = methods.ROUTED.get(message.method)
+    if key is not None and headers.get("mcp-name") != message.params.get(key):
+        raise McpError(
+            HEADER_MISMATCH,
+            f"Mcp-Name header {headers.get('mcp-name')!r} does not match params.{key} "
+            f"{message.params.get(key)!r}.",
+            http_status=400,
+        )
+
+
+def _modern_result(method: str, result: dict[str, Any]) -> dict[str, Any]:
+    """2026-07-28 results say they are complete; list results carry cache hints (never shared:
+    what a caller sees depends on its key)."""
+    extra: dict[str, Any] = {"resultType": "complete"}
+    if method in methods.LISTS or method == "server/discover":
+        extra.update(cacheScope="private", ttlMs=0)
+    return {**result, **{k: v for k, v in extra.items() if k not in result}}
+
+
+def _strip_meta(params: dict[str, Any]) -> dict[str, Any]:
+    """The caller's envelope stays here; each upstream gets the one its own era needs."""
+    meta = params.get("_meta")
+    if not isinstance(meta, dict):
+        return params
+    kept = {k: v for k, v in meta.items() if not k.startswith("io.modelcontextprotocol/")}
+    return {**{k: v for k, v in params.items() if k != "_meta"}, **({"_meta": kept} if kept else {})}
+
+
+def _instructions(ctx: methods.CallContext, servers: list[McpServer]) -> str:
+    if ctx.endpoint is not None:
+        return ctx.endpoint.description
+    names = ", ".join(s.name for s in servers) or "none"
+    return f"Lockgate MCP gateway. Tools are named server{SEPARATOR}tool. Servers: {names}."
+
+
+def _size(result: dict[str, Any]) -> int:
+    return len(orjson.dumps(result))
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
