@@ -158,6 +158,8 @@ class Lockgate:
             self.notifier,
             settings.admin_key,
             self.governor,
+            self.mcp,
+            settings.mcp_stdio_commands,
         )
         self.admin = create_admin_app(self._admin_ctx)
         self.ready = False

@@ -38,6 +38,9 @@ class AdminContext:
     admin_key: str | None
     # Live counters for /usage (governance/admission.py); None in tools that run no data plane.
     governor: Any = None
+    # The MCP gateway of this worker (discovery reads its cached tool lists) and the stdio allow-list.
+    mcp: Any = None
+    mcp_stdio_commands: str = ""
 
     async def changed(self, version: int | None) -> None:
         """Tell every worker: this one reloads now, the others on a Redis notice or their next poll."""
@@ -137,6 +140,7 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
         api_guardrails,
         api_keys,
         api_limits,
+        api_mcp,
         api_objects,
         api_users,
         api_workspaces,
@@ -154,6 +158,15 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    for module in (api_workspaces, api_keys, api_objects, api_guardrails, api_users, api_audit, api_limits):
+    for module in (
+        api_workspaces,
+        api_keys,
+        api_objects,
+        api_guardrails,
+        api_users,
+        api_audit,
+        api_limits,
+        api_mcp,
+    ):
         app.include_router(module.router, prefix=PREFIX)
     return app

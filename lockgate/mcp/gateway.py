@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 from lockgate.admin.snapshot import Snapshot
+from lockgate.mcp.jsonrpc import McpError
 from lockgate.mcp.proxy import McpProxy
 from lockgate.mcp.session_codec import SessionCodec
 from lockgate.mcp.upstreams import UpstreamPool
@@ -27,6 +30,22 @@ class McpGateway(McpProxy):
             )
         with contextlib.suppress(RuntimeError):  # no running loop yet: the first snapshot
             self.pool.sync(snapshot.mcp)
+
+    async def discover(self, name: str, version: str) -> dict[str, Any]:
+        """The tools a registered server exposes, from this worker's cache (fetched when cold)."""
+        server = self.snapshot().mcp.by_address.get(f"{name}@{version}")
+        if server is None:
+            return {"status": "not_served", "tools": []}
+        try:
+            listing = await asyncio.wait_for(self.pool.tools(server), server.timeout_s)
+        except (McpError, TimeoutError) as exc:
+            return {"status": "unreachable", "error": str(exc), "tools": []}
+        tools = [
+            {"name": t["name"], "description": t.get("description"), "hash": listing.hashes[t["name"]]}
+            for t in listing.tools
+        ]
+        age = round(time.monotonic() - listing.fetched_at, 3)
+        return {"status": "ok", "age_s": age, "tools": tools}
 
     async def close(self) -> None:
         self.closing.set()

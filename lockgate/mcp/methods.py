@@ -79,7 +79,13 @@ def routed_target(ctx: CallContext, method: str, params: dict[str, Any]) -> tupl
     name = params.get(key)
     if not isinstance(name, str) or not name:
         raise McpError(INVALID_PARAMS, f"Invalid params: {method} needs {key!r} as a non-empty string.")
-    server, inner = ctx.locate(name)
+    return ctx.locate(name)
+
+
+def check_routed(
+    ctx: CallContext, method: str, server: McpServer, inner: str, params: dict[str, Any]
+) -> None:
+    """Status, access rules and argument shape, before anything leaves for the server."""
     if method == "tools/call":
         check_call(server, inner, ctx.rules)
         args = params.get("arguments", {})
@@ -90,7 +96,6 @@ def routed_target(ctx: CallContext, method: str, params: dict[str, Any]) -> tupl
         refusal = server_refusal(server, ctx.rules)
         if refusal is not None:
             check_call(server, "", ctx.rules)  # raises FORBIDDEN naming the rule
-    return server, inner
 
 
 def pin_verdict(ctx: CallContext, server: McpServer, tool: str, current: str | None) -> None:

@@ -250,6 +250,7 @@ class McpProxy:
         try:
             server, inner = methods.routed_target(ctx, method, params)
             record.server, record.server_version, record.tool = server.name, server.version, inner
+            methods.check_routed(ctx, method, server, inner, params)
             if method == "tools/call":
                 cached = self.pool.cached(server)
                 methods.pin_verdict(ctx, server, inner, cached.hashes.get(inner) if cached else None)

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 
 ORDERS: dict[str, dict[str, Any]] = {
@@ -66,7 +67,7 @@ def build_server(name: str = "mock-mcp") -> MCPServer:
 
     @server.tool(description="Always fails.")
     def broken_tool() -> str:
-        raise RuntimeError("the mock tool failed on purpose")
+        raise ToolError("the mock tool failed on purpose")
 
     @server.tool(description="Switch lookup_order's description between its two variants.")
     def switch_description() -> str:
