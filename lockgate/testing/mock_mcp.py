@@ -19,7 +19,7 @@ import hmac
 from collections.abc import AsyncIterator
 from typing import Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 
@@ -70,9 +70,14 @@ def build_server(name: str = "mock-mcp") -> MCPServer:
         raise ToolError("the mock tool failed on purpose")
 
     @server.tool(description="Switch lookup_order's description between its two variants.")
-    def switch_description() -> str:
+    async def switch_description(ctx: Context) -> str:
         state["variant"] = 1 - state["variant"]
         register_lookup()
+        # Handshake-era sessions hear notifications/tools/list_changed (stdio: on stdout).
+        with contextlib.suppress(Exception):
+            await ctx.session.send_tool_list_changed()
+        with contextlib.suppress(Exception):
+            await ctx.notify_tools_changed()
         return DESCRIPTIONS[state["variant"]]
 
     return server
