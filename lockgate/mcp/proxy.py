@@ -53,6 +53,9 @@ _JSON = [(b"content-type", b"application/json")]
 _CAPABILITIES = {"tools": {"listChanged": True}, "prompts": {"listChanged": False}, "resources": {}}
 _SERVER_INFO = {"name": "lockgate", "version": "1"}
 _SESSION_SETUP_TIMEOUT = 5.0
+# The GET stream carries nothing yet but keep-alives; it ends on its own after this long (clients
+# reconnect) so a graceful shutdown, which waits for open responses, never waits on an idle client.
+_GET_STREAM_S = 30.0
 
 
 class McpProxy:
@@ -280,7 +283,8 @@ class McpProxy:
     # -- GET and DELETE (handshake era) ------------------------------------------------------------
 
     async def _get(self, scope: Scope, headers: dict[str, str], receive: Receive, send: Send) -> None:
-        """The server-to-client stream: held open (comments only) until the client or the worker goes."""
+        """The server-to-client stream: held open (comments only) until the client or the worker
+        goes, or ``_GET_STREAM_S`` passes."""
         try:
             snapshot = self.snapshot()
             principal = self._authenticate(headers, snapshot)
@@ -300,8 +304,10 @@ class McpProxy:
         disconnect = asyncio.ensure_future(_until_disconnect(receive))
         closing = asyncio.ensure_future(self.closing.wait())
         try:
-            await asyncio.wait({disconnect, closing}, return_when=asyncio.FIRST_COMPLETED)
-            if not disconnect.done():  # the worker is stopping: end the stream; the client reconnects
+            await asyncio.wait(
+                {disconnect, closing}, timeout=_GET_STREAM_S, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not disconnect.done():  # stopping, or long enough: end the stream; the client reconnects
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             disconnect.cancel()

@@ -305,3 +305,26 @@ async def test_kill_switch_cuts_in_flight_calls_and_refuses_new_ones(gw: Gateway
         "mcp_server.disable",
         "mcp_server.enable",
     } <= set(actions)
+
+
+def test_get_stream_needs_a_session_and_delete_ends_the_upstream_ones(gw: GatewayThread) -> None:
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25"}}
+    session = _post(gw, init, path="/mcp/orders").headers["mcp-session-id"]
+    headers = {"authorization": f"Bearer {ALICE}", "accept": "text/event-stream"}
+    assert httpx.get(gw.url + "/mcp/orders", headers=headers, timeout=5).status_code == 400
+    with httpx.stream(
+        "GET", gw.url + "/mcp/orders", headers={**headers, "mcp-session-id": session}, timeout=5
+    ) as stream:
+        assert stream.status_code == 200 and stream.headers["content-type"] == "text/event-stream"
+        assert next(stream.iter_lines()) == ": lockgate"
+    deleted = httpx.delete(gw.url + "/mcp/orders", headers={**headers, "mcp-session-id": session}, timeout=5)
+    assert deleted.status_code == 200
+    # The upstream session is gone; the gateway falls back to its pooled one for this id.
+    listed = _post(
+        gw,
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        path="/mcp/orders",
+        **{"mcp-session-id": session},
+    )
+    assert listed.status_code == 200 and listed.json()["result"]["tools"]
+    assert httpx.put(gw.url + "/mcp", headers=headers, timeout=5).status_code == 405
