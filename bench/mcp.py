@@ -58,7 +58,11 @@ def _wait(url: str) -> None:
 
 
 def _body(i: int) -> bytes:
-    params = {"name": "lookup_order", "arguments": {"order_id": "A-1001"}}
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    params = {"name": "lookup_order", "arguments": {"order_id": "A-1001"}, "_meta": meta}
     return orjson.dumps({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": params})
 
 

@@ -105,8 +105,29 @@ class _RequireToken:
         await self.app(scope, receive, send)
 
 
+class _HandshakeOnly:
+    """``/h/...``: the same server, refusing 2026-07-28 requests, as a server from before that
+    revision would; everything else passes through."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/h/"):
+            scope = {**scope, "path": scope["path"][2:], "raw_path": scope["path"][2:].encode()}
+            if dict(scope["headers"]).get(b"mcp-protocol-version") == b"2026-07-28":
+                body = (
+                    b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Bad Request: no session"}}'
+                )
+                await send({"type": "http.response.start", "status": 400, "headers": []})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
 def http_app(token: str | None = None, *, name: str = "mock-mcp") -> Any:
-    """One ASGI app serving Streamable HTTP at /mcp and legacy HTTP+SSE at /sse."""
+    """One ASGI app: Streamable HTTP at /mcp (both eras; /h/mcp handshake era only) and
+    legacy HTTP+SSE at /sse."""
     server = build_server(name)
     streamable = server.streamable_http_app(transport_security=_open_security())
     sse = server.sse_app(transport_security=_open_security())
@@ -119,7 +140,7 @@ def http_app(token: str | None = None, *, name: str = "mock-mcp") -> Any:
     from starlette.applications import Starlette
 
     routes = [*streamable.routes, *sse.routes]
-    app: Any = Starlette(routes=routes, lifespan=lifespan)
+    app: Any = _HandshakeOnly(Starlette(routes=routes, lifespan=lifespan))
     return _RequireToken(app, token) if token else app
 
 

@@ -89,7 +89,7 @@ def _client(urls: list[str], path: str, transport: httpx2.AsyncBaseTransport | N
     return Client(streamable_http_client(urls[0] + path, http_client=http), mode="legacy")
 
 
-@pytest.mark.parametrize("path", ["/mcp", "/mcp/orders"])
+@pytest.mark.parametrize("path", ["/mcp", "/mcp/orders", "/mcp/old"])
 async def test_a_legacy_session_alternates_between_two_gateway_processes(
     cluster: list[str], path: str
 ) -> None:

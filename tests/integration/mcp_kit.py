@@ -70,6 +70,14 @@ def mcp_config(mock_url: str, **server_overrides: Any) -> dict[str, Any]:
                 **server_overrides,
             },
             {
+                "name": "old",
+                "description": "Orders over Streamable HTTP, handshake era only.",
+                "url": f"{mock_url}/h/mcp",
+                "secret": UPSTREAM_TOKEN,
+                "workspaces": ["default"],
+                "timeout_ms": 3000,
+            },
+            {
                 "name": "local",
                 "description": "Orders over stdio.",
                 "transport": "stdio",

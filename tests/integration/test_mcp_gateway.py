@@ -60,7 +60,15 @@ def server_id(gw: GatewayThread, name: str) -> str:
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(
     ("path", "prefix"),
-    [("/mcp/orders", ""), ("/mcp/local", ""), ("/mcp/legacy", ""), ("/mcp", "orders__"), ("/mcp", "local__")],
+    [
+        ("/mcp/orders", ""),
+        ("/mcp/old", ""),
+        ("/mcp/local", ""),
+        ("/mcp/legacy", ""),
+        ("/mcp", "orders__"),
+        ("/mcp", "old__"),
+        ("/mcp", "local__"),
+    ],
 )
 async def test_list_and_call_through_the_gateway(
     gw: GatewayThread, mode: str, path: str, prefix: str
@@ -78,7 +86,7 @@ async def test_aggregate_namespaces_every_server(gw: GatewayThread) -> None:
     async with client(gw, "/mcp", "auto") as mcp:
         names = {t.name for t in (await mcp.list_tools()).tools}
     servers = {name.split("__")[0] for name in names}
-    assert servers == {"orders", "local", "legacy"}
+    assert servers == {"orders", "old", "local", "legacy"}
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -328,3 +336,46 @@ def test_get_stream_needs_a_session_and_delete_ends_the_upstream_ones(gw: Gatewa
     )
     assert listed.status_code == 200 and listed.json()["result"]["tools"]
     assert httpx.put(gw.url + "/mcp", headers=headers, timeout=5).status_code == 405
+
+
+async def test_upstream_era_is_discovered_per_server(gw: GatewayThread) -> None:
+    async with client(gw, "/mcp", "auto") as mcp:
+        await mcp.list_tools()
+    snapshot = gw.app.snapshots.current
+    orders = gw.app.mcp.pool.get(snapshot.mcp.latest["orders"])
+    assert getattr(orders, "modern", None) is True  # the SDK mock speaks 2026-07-28: no upstream session
+    old = gw.app.mcp.pool.get(snapshot.mcp.latest["old"])
+    assert getattr(old, "modern", None) is False
+
+
+def test_a_legacy_session_carries_its_own_upstream_session(
+    gw: GatewayThread, upstream: MockMcpThread
+) -> None:
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25"}}
+    token = _post(gw, init, path="/mcp/old").headers["mcp-session-id"]
+    state = gw.app.mcp.codec.decode(token)
+    upstream_session = state.upstream["old@1"]
+    assert state.endpoint == "old@1" and state.key_id != "anonymous"
+    # That upstream session is live at the server, and the gateway uses it for this caller.
+    direct = httpx.post(
+        upstream.url + "/h/mcp",
+        json={"jsonrpc": "2.0", "id": 9, "method": "ping"},
+        headers={
+            "authorization": f"Bearer {UPSTREAM_TOKEN}",
+            "mcp-session-id": upstream_session,
+            "accept": "application/json, text/event-stream",
+        },
+        timeout=5,
+    )
+    assert direct.status_code == 200
+    call = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": "lookup_order", "arguments": {"order_id": "A-1001"}},
+    }
+    assert _post(gw, call, path="/mcp/old", **{"mcp-session-id": token}).json()["result"]["structuredContent"]
+    # DELETE ends it upstream; the same id still works, on the worker's pooled upstream session.
+    headers = {"authorization": f"Bearer {ALICE}", "mcp-session-id": token}
+    assert httpx.delete(gw.url + "/mcp/old", headers=headers, timeout=5).status_code == 200
+    assert _post(gw, call, path="/mcp/old", **{"mcp-session-id": token}).json()["result"]["structuredContent"]

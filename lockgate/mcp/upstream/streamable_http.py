@@ -24,6 +24,7 @@ from lockgate.mcp.upstream.base import CLIENT_INFO, HANDSHAKE_VERSION, MODERN_VE
 log = logging.getLogger("lockgate.mcp")
 _META_VERSION = "io.modelcontextprotocol/protocolVersion"
 _META_CLIENT = "io.modelcontextprotocol/clientInfo"
+_META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
 _NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 
 
@@ -187,6 +188,7 @@ def _modern_meta(params: dict[str, Any]) -> dict[str, Any]:
     meta = dict(params.get("_meta") or {})
     meta[_META_VERSION] = MODERN_VERSION
     meta.setdefault(_META_CLIENT, CLIENT_INFO)
+    meta.setdefault(_META_CAPABILITIES, {})  # required by 2026-07-28 servers on every request
     return {**params, "_meta": meta}
 
 
