@@ -6,7 +6,8 @@ Starts the mock MCP server and `lockgate serve` (one worker, key auth and tool-c
 as separate processes, pinned to different cores when `taskset` exists, and drives 2026-07-28
 stateless POSTs (`tools/call lookup_order`) with an aiohttp client from this process:
 - added latency: p50/p99 at concurrency 1, gateway minus direct;
-- calls per second through the gateway at concurrency C (the gateway process on one core).
+- calls per second through the gateway at concurrency C (the gateway process on one core), and
+  the gateway's own CPU per call (from /proc), i.e. calls per core-second whatever bounds the run.
 The mock is an SDK server and slower than the gateway; throughput is bounded by it too, so the
 direct figure is printed alongside.
 """
@@ -84,6 +85,12 @@ async def _run(url: str, headers: dict[str, str], n: int, concurrency: int) -> t
         return latencies, time.perf_counter() - started
 
 
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (Linux), so calls per core-second need no idle core to measure."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -127,7 +134,9 @@ def main() -> None:
         one_direct, _ = asyncio.run(_run(*direct, args.requests, 1))
         one_via, _ = asyncio.run(_run(*via, args.requests, 1))
         _, direct_s = asyncio.run(_run(*direct, args.requests, args.concurrency))
+        cpu_before = _cpu_seconds(gateway.pid)
         _, via_s = asyncio.run(_run(*via, args.requests, args.concurrency))
+        gateway_cpu = _cpu_seconds(gateway.pid) - cpu_before
     finally:
         for process in (gateway, mock):
             process.terminate()
@@ -145,6 +154,10 @@ def main() -> None:
     print(
         f"  concurrency {args.concurrency}: direct {args.requests / direct_s:.0f} calls/s,"
         f" via Lockgate (one worker, one core) {args.requests / via_s:.0f} calls/s"
+    )
+    print(
+        f"  gateway CPU: {gateway_cpu * 1e6 / args.requests:.0f} us per call ="
+        f" {args.requests / gateway_cpu:.0f} calls per core-second"
     )
 
 
