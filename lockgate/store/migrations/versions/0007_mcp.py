@@ -1,6 +1,6 @@
 """MCP gateway: servers, access rules and tool-call records.
 
-Revision ID: 0005_mcp
+Revision ID: 0007_mcp
 Revises: 0006_routing
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_mcp"
+revision = "0007_mcp"
 down_revision = "0006_routing"
 branch_labels = None
 depends_on = None
