@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lockgate import cli_control
-from lockgate.commands import importing, integrations, keys, limits, routes, workspaces
+from lockgate.commands import importing, integrations, keys, limits, mcp, routes, workspaces
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Lockgate: the AI gateway and control plane."
@@ -34,6 +34,7 @@ app.add_typer(limits.budgets_app, name="budgets")
 app.add_typer(limits.limits_app, name="rate-limits")
 app.add_typer(limits.policies_app, name="policies")
 app.command("usage")(limits.usage)
+app.add_typer(mcp.app, name="mcp")
 console = Console()
 
 

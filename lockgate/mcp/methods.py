@@ -39,6 +39,7 @@ class CallContext:
     session: SessionState | None = None
     rules: tuple[AccessRule, ...] = ()
     verdicts: list[dict[str, Any]] = field(default_factory=list)
+    trace: tuple[str, str] | None = None  # (trace id from traceparent, this call's span id)
 
     def servers(self) -> list[McpServer]:
         """Servers this caller can reach here: usable, allowed by the rules, enabled."""

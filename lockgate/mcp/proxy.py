@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -106,6 +107,7 @@ class McpProxy:
                 _check_routing_headers(headers, message)
             endpoint = self._endpoint(scope, snapshot, principal)
             ctx = methods.CallContext(principal, snapshot.mcp, endpoint, era)
+            ctx.trace = _trace(headers)
             ctx.rules = snapshot.mcp.rules_for(principal.workspace_id, principal.key_id)
             if era == "legacy" and message.method != "initialize":
                 ctx.session = self._session(headers, principal, endpoint)
@@ -248,6 +250,8 @@ class McpProxy:
             if isinstance(params.get(methods.ROUTED[method]), str)
             else None,
         )
+        if ctx.trace is not None:
+            record.trace_id, record.span_id = ctx.trace
         if method == "tools/call":
             record.arguments = redact(params.get("arguments"))
         try:
@@ -371,6 +375,21 @@ def _check_routing_headers(headers: dict[str, str], message: Message) -> None:
             f"{message.params.get(key)!r}.",
             http_status=400,
         )
+
+
+def _trace(headers: dict[str, str]) -> tuple[str, str] | None:
+    """W3C ``traceparent``: the record joins the caller's trace with a span id of its own
+    (the observability branch turns the same ids into an exported span)."""
+    parts = headers.get("traceparent", "").split("-")
+    if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+        return None
+    try:
+        int(parts[1], 16), int(parts[2], 16)
+    except ValueError:
+        return None
+    if parts[1] == "0" * 32:
+        return None
+    return parts[1], secrets.token_hex(8)
 
 
 def _modern_result(method: str, result: dict[str, Any]) -> dict[str, Any]:

@@ -379,3 +379,24 @@ def test_a_legacy_session_carries_its_own_upstream_session(
     headers = {"authorization": f"Bearer {ALICE}", "mcp-session-id": token}
     assert httpx.delete(gw.url + "/mcp/old", headers=headers, timeout=5).status_code == 200
     assert _post(gw, call, path="/mcp/old", **{"mcp-session-id": token}).json()["result"]["structuredContent"]
+
+
+def test_records_join_the_callers_trace(gw: GatewayThread) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "orders__lookup_order", "arguments": {"order_id": "A-1001"}},
+    }
+    headers = {
+        **MODERN,
+        "mcp-method": "tools/call",
+        "mcp-name": "orders__lookup_order",
+        "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01",
+    }
+    assert _post(gw, call, **headers).json()["result"]
+    gw.run(gw.app.writer.flush())
+    rows = gw.run(gw.app.store.tool_call_records(limit=500))
+    traced = [r for r in rows if r["trace_id"] == trace_id]
+    assert len(traced) == 1 and len(traced[0]["span_id"]) == 16 and traced[0]["span_id"] != "00f067aa0ba902b7"
