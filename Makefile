@@ -45,7 +45,7 @@ test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: install
-	bash bench/run.sh
+	bash bench/run.sh $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .lockgate .pytest_cache .ruff_cache .hypothesis

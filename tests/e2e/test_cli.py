@@ -18,7 +18,7 @@ from tests.gateway_harness import free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def wait_ready(url: str, process: subprocess.Popen, timeout: float = 20) -> None:
+def wait_ready(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
