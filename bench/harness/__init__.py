@@ -1,0 +1,1 @@
+"""Lockgate's benchmark harness: upstreams, load, measurements and the report. Entry: bench/run.sh."""
