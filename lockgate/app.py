@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
+from pathlib import Path
 
 from lockgate.admin.app import AdminContext, create_admin_app
 from lockgate.admin.declarative import ApplyResult, apply_config
@@ -31,7 +32,7 @@ from lockgate.governance.rules import reservation_lease
 from lockgate.governance.secrets import load_secret_box
 from lockgate.governance.spend import SpendBook
 from lockgate.mcp.gateway import build_mcp_proxy
-from lockgate.server.http import Request, send_error, send_json
+from lockgate.server.http import Request, send_bytes, send_error, send_json
 from lockgate.server.types import Receive, Scope, Send
 from lockgate.settings import Settings
 from lockgate.state import open_store
@@ -39,6 +40,12 @@ from lockgate.state.counters import open_counters
 from lockgate.state.notify import ConfigNotifier
 from lockgate.store.control import ControlState, ControlStore
 from lockgate.store.db import Store
+from lockgate.telemetry import metrics as metrics_module
+from lockgate.telemetry import tracing
+from lockgate.telemetry.hub import Telemetry
+from lockgate.telemetry.metrics import Metrics
+from lockgate.telemetry.retention import Retention
+from lockgate.telemetry.spill import SpillFile
 from lockgate.telemetry.writer import RecordWriter
 
 log = logging.getLogger("lockgate")
@@ -96,11 +103,26 @@ class Lockgate:
             interval=settings.config_poll_interval,
             notifier=self.notifier,
         )
+        spill_dir = Path(settings.log_spill_dir) if settings.log_spill_dir else None
+        spill_dir = spill_dir or (self.store.data_dir or Path(".lockgate")) / "spill"
         self.writer = RecordWriter(
             self.store,
             batch_size=settings.log_batch_size,
             flush_interval=settings.log_flush_interval,
             max_queued=settings.log_queue_size,
+            spill=SpillFile(spill_dir, max_bytes=settings.log_spill_max_bytes),
+        )
+        self.retention = Retention(
+            self.store.logs,
+            days=settings.log_retention_days,
+            rollup_days=settings.rollup_retention_days,
+            minute_rollup_hours=settings.rollup_minute_hours,
+        )
+        self.telemetry = Telemetry(
+            self.writer,
+            Metrics(max_series=settings.metrics_max_series),
+            tracing.from_env(),
+            lambda: self.snapshots.current.version if self.snapshots.loaded else 0,
         )
         self.client = UpstreamClient(
             connect_timeout=settings.connect_timeout, request_timeout=settings.request_timeout
@@ -143,12 +165,14 @@ class Lockgate:
             snapshots=self.snapshots,
             engine=self.engine,
             cache=self.cache,
-            writer=self.writer,
+            writer=self.telemetry,
             catalog=self.catalog,
             max_body_bytes=settings.max_body_bytes,
             deadline=settings.request_timeout,
             tokens=self.tokens,
             governor=self.governor,
+            tracing=self.telemetry.tracing,
+            log_body_max_bytes=settings.log_body_max_bytes,
         )
         self.mcp = build_mcp_proxy(self)
         self._admin_ctx = AdminContext(
@@ -171,6 +195,7 @@ class Lockgate:
             "/v1/models": ("GET", self._models),
             "/healthz": ("GET", self._healthz),
             "/readyz": ("GET", self._readyz),
+            "/metrics": ("GET", self._metrics),
         }
 
     def _build_snapshot(self, state: ControlState) -> Snapshot:
@@ -233,9 +258,14 @@ class Lockgate:
             "config_version": self.snapshots.current.version if self.snapshots.loaded else None,
             "store": store_ok,
             "records_queued": self.writer.queued,
+            "records_spilled": self.writer.spilled,
             "records_dropped": self.writer.dropped,
         }
         await send_json(send, 200 if ready else 503, body)
+
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = self.telemetry.render_metrics()
+        await send_bytes(send, 200, body, [(b"content-type", metrics_module.CONTENT_TYPE.encode())])
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -259,7 +289,8 @@ class Lockgate:
         self.snapshots.start()
         await self.client.start()
         await self.tokens.start(self.client.session)
-        self.writer.start()
+        self.telemetry.start()
+        self.retention.start()
         await self._seed_spend()
         self.spend.start()
         self.alerts.start()
@@ -284,7 +315,8 @@ class Lockgate:
         await self.alerts.close()
         await self.spend.close()
         await self.counters.close()
-        await self.writer.close()
+        await self.retention.close()
+        await self.telemetry.close()
         await self.tokens.close()
         await self.client.close()
         await self.cache.close()

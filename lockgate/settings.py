@@ -59,6 +59,19 @@ class Settings:
     # absolute paths); empty: no stdio servers. Cached tool lists are refreshed this often (seconds).
     mcp_stdio_commands: str = ""
     mcp_tools_refresh: float = 60.0
+    # Overflow past the queue goes to JSONL files here (default: beside a SQLite database,
+    # else .lockgate/spill), at most this many bytes per process, replayed when the store is back.
+    log_spill_dir: str | None = None
+    log_spill_max_bytes: int = 256 * 1024 * 1024
+    # Request records older than this are deleted in batches in the background (0: keep forever).
+    log_retention_days: float = 30.0
+    # Analytics rollups: hour rows for this long, minute rows for these hours.
+    rollup_retention_days: float = 400.0
+    rollup_minute_hours: float = 48.0
+    # Request/response bodies, for workspaces that log them, are cut to this many bytes each.
+    log_body_max_bytes: int = 16 * 1024
+    # Prometheus: at most this many label sets per metric per process; the rest count as "other".
+    metrics_max_series: int = 2000
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:

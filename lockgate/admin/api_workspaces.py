@@ -50,7 +50,8 @@ async def update_workspace(
 ) -> dict[str, Any]:
     actor.require("admin", workspace_id)
     async with ctx.control.change(actor.audit) as tx:
-        row = await tx.update(WORKSPACE, workspace_id, body.given(), expected_version=version)
+        values = {k: v for k, v in body.given().items() if not (k == "log_bodies" and v is None)}
+        row = await tx.update(WORKSPACE, workspace_id, values, expected_version=version)
     await ctx.changed(tx.version if tx.changed else None)
     return one(WORKSPACE, row)
 
@@ -68,4 +69,4 @@ async def delete_workspace(workspace_id: str, ctx: Ctx, actor: Who, version: Ver
 
 
 def _defaults(body: WorkspaceCreate) -> dict[str, Any]:
-    return {"description": body.description, "metadata": body.metadata}
+    return {"description": body.description, "metadata": body.metadata, "log_bodies": body.log_bodies}

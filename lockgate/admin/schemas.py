@@ -27,12 +27,14 @@ class WorkspaceCreate(Body):
     name: str = Field(pattern=NAME)
     description: str = Field("", max_length=2000)
     metadata: dict[str, str] = Field(default_factory=dict)
+    log_bodies: bool = Field(False, description="Keep redacted, size-capped bodies in request records.")
 
 
 class WorkspaceUpdate(Body):
     name: str | None = Field(None, pattern=NAME)
     description: str | None = Field(None, max_length=2000)
     metadata: dict[str, str] | None = None
+    log_bodies: bool | None = None
 
 
 class KeyCreate(Body):

@@ -54,6 +54,8 @@ class Snapshot:
     governance: Governance = NO_GOVERNANCE
     # MCP servers and access rules (mcp/registry.py).
     mcp: McpRegistry = field(default_factory=McpRegistry)
+    # Workspaces whose request records keep (redacted, capped) bodies.
+    body_logging: frozenset[str] = frozenset()
 
     def routes(self, workspace_id: str) -> RouteTable:
         return self.tables.get(workspace_id) or self.tables[self.default_workspace_id]
@@ -148,6 +150,7 @@ def build_snapshot(
             workers=limit_divisor,
         ),
         mcp=build_registry(state.mcp_servers, state.mcp_access_rules, secrets),
+        body_logging=frozenset(w["id"] for w in state.workspaces if w.get("log_bodies")),
     )
 
 

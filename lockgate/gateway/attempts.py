@@ -211,9 +211,7 @@ class Attempts:
                 started = time.perf_counter()
                 upstream: UpstreamResponse | None = None
                 try:
-                    upstream = await self._send(
-                        self.client, target, request, stream=call.stream, time_limit=timeout
-                    )
+                    upstream = await self._traced_send(target, request, call, timeout)
                     error = self._error_of(target, upstream)
                     answer = None
                     if error is None and call.accept is not None and not call.stream:
@@ -244,6 +242,24 @@ class Attempts:
         finally:
             if not settled:
                 self.health.release(key)  # cancelled mid-attempt: free the half-open probe slot
+
+    async def _traced_send(
+        self, target: Target, request: UpstreamRequest, call: Call, time_limit: float
+    ) -> UpstreamResponse:
+        """One send as a child span of the request's (tracing on), or with the client's traceparent."""
+        trace, stream = call.record.trace, call.stream
+        if trace is None:
+            if call.record.traceparent is not None:
+                request.headers["traceparent"] = call.record.traceparent
+            return await self._send(self.client, target, request, stream=stream, time_limit=time_limit)
+        span = trace.start_attempt(target, request)  # injects this span's traceparent
+        try:
+            upstream = await self._send(self.client, target, request, stream=stream, time_limit=time_limit)
+        except BaseException as exc:
+            trace.end_attempt(span, None, exc)
+            raise
+        trace.end_attempt(span, upstream.status, None)
+        return upstream
 
     def _attempt_timeout(self, per_attempt: float | None, call: Call) -> float:
         remaining = call.deadline - self._clock()

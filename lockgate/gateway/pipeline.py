@@ -37,11 +37,13 @@ from lockgate.providers import anthropic
 from lockgate.providers.base import Body, UpstreamRequest, normalize_usage
 from lockgate.server.http import JSON_HEADERS, SSE_HEADERS, Request, error_payload, read_body, send_bytes
 from lockgate.server.types import Headers, Receive, Scope, Send
+from lockgate.telemetry import bodies
 from lockgate.telemetry.records import RequestRecord
-from lockgate.telemetry.writer import RecordWriter
+from lockgate.telemetry.tracing import parse_traceparent
 
 if TYPE_CHECKING:
     from lockgate.admin.snapshot import Snapshot
+    from lockgate.telemetry.tracing import Tracing
 
 CHAT = Endpoint("chat", OPENAI, "chat")
 COMPLETIONS = Endpoint("completions", OPENAI, "completions")
@@ -62,6 +64,10 @@ class SnapshotSource(Protocol):
     def current(self) -> Snapshot: ...
 
 
+class RecordSink(Protocol):
+    def put(self, record: RequestRecord) -> None: ...
+
+
 class Pipeline:
     def __init__(
         self,
@@ -70,12 +76,14 @@ class Pipeline:
         snapshots: SnapshotSource,
         engine: Engine,
         cache: ResponseCache,
-        writer: RecordWriter,
+        writer: RecordSink,
         catalog: Catalog,
         max_body_bytes: int,
         deadline: float,
         tokens: CredentialTokens | None = None,
         governor: Governor,
+        tracing: Tracing | None = None,
+        log_body_max_bytes: int = 16 * 1024,
     ) -> None:
         self.auth = auth
         self.snapshots = snapshots
@@ -87,6 +95,8 @@ class Pipeline:
         self.deadline = deadline  # seconds for all attempts of a request (until a stream starts)
         self.tokens = tokens
         self.governor = governor
+        self.tracing = tracing  # None: tracing off, no span is ever made
+        self.log_body_max_bytes = log_body_max_bytes
 
     async def handle(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -95,11 +105,16 @@ class Pipeline:
         headers: Headers = [(b"x-lockgate-request-id", record.id.encode())]
         guards: GuardSession | None = None
         admitted: Pass | None = None
+        _trace_ids(record, request.headers)
+        if self.tracing is not None:
+            record.trace = self.tracing.start_request(endpoint.name, request.headers, record)
         try:
             snapshot = self.snapshots.current  # one config version for the whole request
             principal = self.auth.authenticate(request.headers, snapshot)  # 1. authenticate
             record.key_id, record.workspace_id = principal.key_id, principal.workspace_id
             request.body = await read_body(scope, receive, self.max_body_bytes)  # 2. read and validate
+            if principal.workspace_id in snapshot.body_logging:
+                record.bodies = {"request": bodies.capture(request.body, self.log_body_max_bytes)}
             exchange = Exchange(endpoint, self._parse_body(endpoint, request.body), self.tokens)
             record.requested_model = exchange.body.data["model"]
             record.stream = exchange.stream
@@ -181,8 +196,9 @@ class Pipeline:
         finally:
             if guards is not None:
                 record.guardrails = guards.summary()
-            record.latency_ms = (time.perf_counter() - started) * 1000.0
-            self.writer.put(record)  # 10. record: queued, written in batches off the request path
+            record.finish((time.perf_counter() - started) * 1000.0)
+            # 10. record: metrics and span now, the row queued and written in batches off the path
+            self.writer.put(record)
             if admitted is not None:
                 await admitted.settle(record)  # 9. the counters: the real cost replaces the reservation
 
@@ -222,6 +238,8 @@ class Pipeline:
         headers += _target_headers(target, record, success.request.dropped_params)
         if record.cost_usd is not None:
             headers.append((b"x-lockgate-cost-usd", f"{record.cost_usd:.8f}".encode()))
+        if record.bodies is not None:
+            record.bodies["response"] = bodies.capture(body, self.log_body_max_bytes)
         await send_bytes(send, 200, body, [*JSON_HEADERS, *headers])
         if lookup is not None:
             answer = CachedAnswer("json", target.credential.name, target.model, usage, [body])
@@ -248,6 +266,10 @@ class Pipeline:
             own = _target_headers(attempt.target, record, attempt.request.dropped_params)
             return [*SSE_HEADERS, *headers, *own]
 
+        # Upstream time of a stream: the attempts up to its headers, then the whole relay
+        # (failovers included: their attempts happen inside it).
+        upstream_before = record.attempts_ms()
+        relay_started = time.perf_counter()
         outcome = await respond_stream(
             self.engine,
             plan,
@@ -268,6 +290,9 @@ class Pipeline:
         )
         final = outcome.success.target
         record.ttft_ms = outcome.ttft_ms
+        record.upstream_ms = upstream_before + _ms_since(relay_started)
+        if record.bodies is not None:
+            record.bodies["response"] = bodies.capture(outcome.text, self.log_body_max_bytes)
         record.stream_failover = outcome.failover
         self._settle(record, outcome.segments)
         if outcome.error is not None:
@@ -293,6 +318,8 @@ class Pipeline:
             (b"x-lockgate-model", hit.model.encode()),
             (b"x-lockgate-attempts", b"0"),
         ]
+        if record.bodies is not None:
+            record.bodies["response"] = bodies.capture(b"".join(hit.pieces), self.log_body_max_bytes)
         if hit.kind == "json":
             headers.append((b"x-lockgate-cost-usd", b"0.00000000"))
             await send_bytes(send, 200, hit.pieces[0], [*JSON_HEADERS, *headers])
@@ -338,6 +365,21 @@ def _attached_guardrails(snapshot: Snapshot, workspace_id: str, key_id: str, pla
 
 def _request_id() -> str:
     return "req_" + uuid.uuid4().hex
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
+
+
+def _trace_ids(record: RequestRecord, headers: dict[str, str]) -> None:
+    """The client's W3C trace (kept to forward upstream), else its x-lockgate-trace-id."""
+    traceparent = headers.get("traceparent")
+    trace_id = parse_traceparent(traceparent)
+    if trace_id is not None:
+        record.traceparent, record.trace_id = traceparent, trace_id
+    else:
+        custom = headers.get("x-lockgate-trace-id")
+        record.trace_id = custom[:128] if custom else None
 
 
 def _target_headers(target: Target, record: RequestRecord, dropped: list[str]) -> Headers:

@@ -57,6 +57,7 @@ class StreamOutcome:
     failover: bool = False
     # Every piece sent, when the stream is complete, from one target, and was being tapped.
     pieces: list[bytes] | None = None
+    text: str = ""  # the generated text relayed, every segment's (for the record's body)
 
 
 def stream_mode(exchange: Exchange, target: Target) -> tuple[StreamMode, StreamDecoder | None]:
@@ -126,6 +127,7 @@ async def respond_stream(
             tap=pieces,
         )
         outcome.success = success
+        outcome.text += result.text
         if outcome.ttft_ms is None:
             outcome.ttft_ms = result.ttft_ms
         if result.sent:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from lockgate.governance.secrets import SecretBox
 from lockgate.store import migrate
+from lockgate.store.logs import LogStore
 from lockgate.store.tables import request_logs, tool_calls
 
 
@@ -41,6 +42,7 @@ class Store:
         self.engine: AsyncEngine = create_async_engine(self.url)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self.logs = LogStore(self.engine)
 
     @property
     def data_dir(self) -> Path | None:
@@ -70,10 +72,9 @@ class Store:
             return False
         return True
 
-    async def insert_request_records(self, rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
-            async with self.engine.begin() as conn:
-                await conn.execute(insert(request_logs), list(rows))
+    async def insert_request_records(self, rows: Sequence[dict[str, Any]], *, dedupe: bool = False) -> int:
+        """Records and their rollups in one transaction (see ``store/logs.py``)."""
+        return await self.logs.write(rows, dedupe=dedupe)
 
     async def insert_tool_call_records(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:

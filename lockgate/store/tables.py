@@ -28,7 +28,20 @@ from sqlalchemy import (
     false,
 )
 
+from lockgate.telemetry.histogram import BUCKETS
+
 metadata = MetaData()
+_COUNT_COLUMNS = (
+    "requests",
+    "errors",
+    "cache_lookups",
+    "cache_hits",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "ttft_count",
+)
 
 # One slim row per request: identifiers, numbers and short strings; no static
 # data repeated per row (prices, provider URLs live in the catalog/config).
@@ -53,6 +66,7 @@ request_logs = Table(
     Column("usage_source", String(16)),
     Column("latency_ms", Float),
     Column("ttft_ms", Float),
+    Column("overhead_ms", Float),
     Column("attempts", Integer, nullable=False),
     Column("attempt_log", JSON),
     Column("route", String(200)),
@@ -60,13 +74,41 @@ request_logs = Table(
     Column("fallbacks", Integer, nullable=False, server_default="0"),
     Column("cache_status", String(16)),
     Column("stream_failover", Boolean, nullable=False, server_default=false()),
+    Column("trace_id", String(128)),
+    Column("span_id", String(16)),
+    Column("verdicts", JSON),
+    Column("bodies", JSON),
     Column("error_type", String(64)),
     Column("error_message", Text),
     Column("metadata", JSON),
     Column("guardrails", JSON),  # verdicts, check latencies, redaction counts
     # How limits and budgets were enforced: exact, approximate (per worker), local (Redis down).
     Column("limits", String(16)),
+    # Every index slows every batch insert: one for time (retention, the unscoped log view)
+    # and one each for the two scopes the logs API is mostly asked for.
     Index("ix_request_logs_created_at", "created_at"),
+    Index("ix_request_logs_workspace_created", "workspace_id", "created_at"),
+    Index("ix_request_logs_key_created", "key_id", "created_at"),
+)
+
+# Pre-aggregated analytics (see telemetry/rollups.py): one row per resolution, dimension,
+# time bucket, workspace and dimension value; every other column is a sum, so the writer
+# adds to it with an upsert and any set of rows merges by SUM. lat_NN / ttft_NN are the
+# counts of the fixed latency histogram buckets (telemetry/histogram.py).
+request_rollups = Table(
+    "request_rollups",
+    metadata,
+    Column("res", Integer, primary_key=True),  # 60 or 3600 seconds
+    Column("dim", String(8), primary_key=True),
+    Column("bucket", BigInteger, primary_key=True),  # Unix seconds at the bucket's start
+    Column("workspace_id", String(40), primary_key=True),  # "" for requests without one
+    Column("value", String(200), primary_key=True),
+    *(Column(name, BigInteger, nullable=False, server_default="0") for name in _COUNT_COLUMNS),
+    Column("cost_usd", Float, nullable=False, server_default="0"),
+    Column("latency_ms_sum", Float, nullable=False, server_default="0"),
+    Column("ttft_ms_sum", Float, nullable=False, server_default="0"),
+    *(Column(f"lat_{i:02d}", Integer, nullable=False, server_default="0") for i in range(BUCKETS)),
+    *(Column(f"ttft_{i:02d}", Integer, nullable=False, server_default="0") for i in range(BUCKETS)),
 )
 
 
@@ -107,6 +149,8 @@ workspaces = Table(
     Column("name", String(100), nullable=False, unique=True),
     Column("description", Text, nullable=False, server_default=""),
     Column("metadata", JSON, nullable=False),
+    # Keep request/response bodies in this workspace's request records (redacted, capped).
+    Column("log_bodies", Boolean, nullable=False, server_default=false()),
     *_tracked(),
 )
 

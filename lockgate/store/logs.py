@@ -1,0 +1,216 @@
+"""Request records in the store: batched writes with their rollups, filtered reads, retention.
+
+Only the background writer, the admin API and the CLI come here; the request
+path never does (it hands records to ``telemetry/writer.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, and_, delete, false, insert, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from lockgate.errors import BadRequest
+from lockgate.store.tables import request_logs, request_rollups, tool_calls
+from lockgate.telemetry import rollups
+from lockgate.telemetry.records import TOOL_CALL_MARK
+
+Row = dict[str, Any]
+
+
+@dataclass(slots=True)
+class LogFilter:
+    """What the logs API and ``lockgate logs`` can ask for; every field narrows."""
+
+    since: float | None = None
+    until: float | None = None
+    workspace_id: str | None = None
+    # RBAC: None sees every workspace; a set limits to those (rows without one are org-only).
+    workspace_in: Collection[str] | None = None
+    key_id: str | None = None
+    model: str | None = None  # the resolved or the requested model
+    provider: str | None = None
+    status: str | None = None  # "200", "4xx", "5xx", "error" or "success"
+    tags: dict[str, str] = field(default_factory=dict)
+    min_cost: float | None = None
+    min_latency_ms: float | None = None
+    text: str | None = None  # case-insensitive substring of the error message or type
+    trace_id: str | None = None
+    cache_status: str | None = None
+
+
+def _status_condition(status: str) -> ColumnElement[bool]:
+    c = request_logs.c.status
+    value = status.strip().lower()
+    if value == "error":
+        return or_(c >= 400, c == 0)
+    if value == "success":
+        return and_(c >= 200, c < 400)
+    if len(value) == 3 and value[0] in "12345" and value[1:] == "xx":
+        low = int(value[0]) * 100
+        return and_(c >= low, c < low + 100)
+    if value.isdigit():
+        return c == int(value)
+    raise BadRequest("status must be a code (429), a class (4xx), 'error' or 'success'.", param="status")
+
+
+def _like(text: str) -> str:
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def conditions(f: LogFilter) -> list[ColumnElement[bool]]:
+    c = request_logs.c
+    out: list[ColumnElement[bool]] = []
+    if f.since is not None:
+        out.append(c.created_at >= f.since)
+    if f.until is not None:
+        out.append(c.created_at < f.until)
+    if f.workspace_id is not None:
+        out.append(c.workspace_id == f.workspace_id)
+    if f.workspace_in is not None:
+        out.append(c.workspace_id.in_(sorted(f.workspace_in)) if f.workspace_in else false())
+    if f.key_id is not None:
+        out.append(c.key_id == f.key_id)
+    if f.model is not None:
+        out.append(or_(c.model == f.model, c.requested_model == f.model))
+    if f.provider is not None:
+        out.append(c.provider == f.provider)
+    if f.status is not None:
+        out.append(_status_condition(f.status))
+    for key, value in f.tags.items():
+        out.append(c.metadata[key].as_string() == value)
+    if f.min_cost is not None:
+        out.append(c.cost_usd >= f.min_cost)
+    if f.min_latency_ms is not None:
+        out.append(c.latency_ms >= f.min_latency_ms)
+    if f.text:
+        pattern = _like(f.text)
+        out.append(or_(c.error_message.ilike(pattern, escape="\\"), c.error_type.ilike(pattern, escape="\\")))
+    if f.trace_id is not None:
+        out.append(c.trace_id == f.trace_id)
+    if f.cache_status is not None:
+        out.append(c.cache_status == f.cache_status)
+    return out
+
+
+def encode_cursor(row: Row) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([row["created_at"], row["id"]])).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        created_at, row_id = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return float(created_at), str(row_id)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise BadRequest("The cursor is not one this API returned.", param="cursor") from exc
+
+
+class LogStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def write(self, rows: Sequence[Row], *, dedupe: bool = False) -> int:
+        """Insert records and add them to the rollups, in one transaction; returns rows written.
+
+        Rows marked ``TOOL_CALL_MARK`` are MCP tool calls: they go to ``tool_calls`` (no
+        rollups), in the same transaction. ``dedupe`` (replaying a spill file, which may
+        hold records a crash kept from being marked done) skips ids already stored, so
+        nothing is counted twice.
+        """
+        if not rows:
+            return 0
+        requests, calls = list(rows), []
+        if any(TOOL_CALL_MARK in r for r in requests):
+            calls = [{k: v for k, v in r.items() if k != TOOL_CALL_MARK} for r in rows if TOOL_CALL_MARK in r]
+            requests = [r for r in rows if TOOL_CALL_MARK not in r]
+        async with self.engine.begin() as conn:
+            if dedupe:
+                requests = await _unstored(conn, request_logs, requests)
+                calls = await _unstored(conn, tool_calls, calls)
+            if requests:
+                await conn.execute(insert(request_logs), requests)
+                await add_rollups(conn, rollups.deltas(requests))
+            if calls:
+                await conn.execute(insert(tool_calls), calls)
+        return len(requests) + len(calls)
+
+    async def page(
+        self, f: LogFilter, *, limit: int, cursor: str | None = None
+    ) -> tuple[list[Row], str | None]:
+        """Newest first; the second value is the cursor of the next page (None at the end)."""
+        c = request_logs.c
+        query = select(request_logs).where(*conditions(f))
+        if cursor is not None:
+            at, row_id = decode_cursor(cursor)
+            query = query.where(or_(c.created_at < at, and_(c.created_at == at, c.id < row_id)))
+        query = query.order_by(c.created_at.desc(), c.id.desc()).limit(limit + 1)
+        async with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in await conn.execute(query)]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, encode_cursor(rows[-1]) if more and rows else None
+
+    async def iterate(self, f: LogFilter, *, page_size: int = 1000) -> AsyncIterator[Row]:
+        """Every matching record, newest first, a page per short read (exports hold no transaction)."""
+        cursor: str | None = None
+        while True:
+            rows, cursor = await self.page(f, limit=page_size, cursor=cursor)
+            for row in rows:
+                yield row
+            if cursor is None:
+                return
+
+    async def get(self, record_id: str) -> Row | None:
+        async with self.engine.connect() as conn:
+            found = (await conn.execute(select(request_logs).where(request_logs.c.id == record_id))).first()
+        return dict(found._mapping) if found is not None else None
+
+    async def delete_before(self, cutoff: float, *, batch: int) -> int:
+        """Delete at most ``batch`` records older than ``cutoff``; short transactions, bounded locks."""
+        oldest = select(request_logs.c.id).where(request_logs.c.created_at < cutoff).limit(batch)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(delete(request_logs).where(request_logs.c.id.in_(oldest)))
+        return result.rowcount or 0
+
+    async def prune_rollups(self, *, minute_before: float, hour_before: float) -> int:
+        r = request_rollups.c
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                delete(request_rollups).where(
+                    or_(
+                        and_(r.res == rollups.MINUTE, r.bucket < minute_before),
+                        and_(r.res == rollups.HOUR, r.bucket < hour_before),
+                    )
+                )
+            )
+        return result.rowcount or 0
+
+
+async def _unstored(conn: AsyncConnection, table: Any, rows: list[Row]) -> list[Row]:
+    """The rows whose id is not in ``table`` yet."""
+    if not rows:
+        return rows
+    found = await conn.execute(select(table.c.id).where(table.c.id.in_([r["id"] for r in rows])))
+    present = set(found.scalars())
+    return [r for r in rows if r["id"] not in present]
+
+
+async def add_rollups(conn: AsyncConnection, deltas: list[Row]) -> None:
+    """``+=`` each delta onto its rollup row (created at zero when absent)."""
+    if not deltas:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt: Any = dialect.insert(request_rollups)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(rollups.KEY_COLUMNS),
+        set_={name: request_rollups.c[name] + stmt.excluded[name] for name in rollups.SUM_COLUMNS},
+    )
+    await conn.execute(stmt, deltas)

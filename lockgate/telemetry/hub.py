@@ -1,0 +1,75 @@
+"""Stage 10 in one call: the finished record goes to the metrics, the trace and the writer.
+
+The pipeline hands every record to ``Telemetry.put``; nothing here awaits or
+touches the store. A background task copies the writer's counters and the
+snapshot version into the metrics once a second (each worker its own, which is
+what multiprocess mode needs: a scrape answered by one worker reads them all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from lockgate.telemetry.metrics import Metrics
+from lockgate.telemetry.records import RequestRecord
+from lockgate.telemetry.tracing import Tracing
+from lockgate.telemetry.writer import RecordWriter
+
+
+class Telemetry:
+    def __init__(
+        self,
+        writer: RecordWriter,
+        metrics: Metrics,
+        tracing: Tracing | None,
+        config_version: Callable[[], int],
+    ) -> None:
+        self.writer = writer
+        self.metrics = metrics
+        self.tracing = tracing
+        self._config_version = config_version
+        self._task: asyncio.Task[None] | None = None
+
+    def put(self, record: RequestRecord) -> None:
+        if record.trace is not None:
+            record.trace.end(record)
+            record.trace = None
+        self.metrics.observe(record)
+        self.writer.put(record)
+
+    def sync_metrics(self) -> None:
+        w = self.writer
+        self.metrics.sync(
+            queued=w.queued,
+            written=w.written,
+            spilled=w.spilled,
+            dropped=w.dropped,
+            failures=w.failed_flushes,
+            version=self._config_version(),
+        )
+
+    def render_metrics(self) -> bytes:
+        self.sync_metrics()
+        return self.metrics.render()
+
+    def start(self) -> None:
+        self.writer.start()
+        self._task = asyncio.create_task(self._sync_loop(), name="lockgate-metrics-sync")
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.sync_metrics()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.writer.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()
+        self.metrics.close()
