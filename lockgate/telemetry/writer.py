@@ -142,12 +142,12 @@ class RecordWriter:
             return False
         finished = False
         for _ in range(limit_files):
-            if self._buffer or not self._spill.has_work():
-                return finished
-            path = self._spill.claim()
-            if path is None:
-                return finished
-            async with self._flush_lock:
+            async with self._flush_lock:  # one replay at a time: a claimed file has one reader
+                if self._buffer or not self._spill.has_work():
+                    return finished
+                path = self._spill.claim()
+                if path is None:
+                    return finished
                 for rows in SpillFile.read(path, self._batch_size):
                     try:
                         written = await self._store.insert_request_records(rows, dedupe=True)
