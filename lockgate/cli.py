@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
-import time
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from lockgate import cli_control
+from lockgate import cli_control, cli_logs
 from lockgate.commands import importing, integrations, keys, limits, mcp, routes, workspaces
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Lockgate: the AI gateway and control plane."
 )
-logs_app = typer.Typer(no_args_is_help=True, help="Read request records.")
-app.add_typer(logs_app, name="logs")
+app.add_typer(cli_logs.logs_app, name="logs")
 app.add_typer(cli_control.db_app, name="db")
 app.add_typer(cli_control.admin_app, name="admin")
 app.command("apply")(cli_control.apply)
@@ -162,71 +158,6 @@ def mock_mcp(
         run_stdio()
     else:
         run_http(host=host, port=port, token=token)
-
-
-@logs_app.command("tail")
-def logs_tail(
-    n: Annotated[int, typer.Option("-n", help="How many recent records.")] = 20,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new records.")] = False,
-    database_url: Annotated[str | None, typer.Option(help="Defaults to LOCKGATE_DATABASE_URL.")] = None,
-) -> None:
-    """Show the most recent request records."""
-    from lockgate.settings import Settings
-    from lockgate.store.db import Store
-
-    url = database_url or Settings.from_env().database_url
-
-    async def main() -> None:
-        store = Store(url)
-        try:
-            await store.migrate()
-            rows = await store.recent_request_records(n)
-            _print_rows(rows)
-            last = rows[-1]["created_at"] if rows else 0.0
-            while follow:
-                await asyncio.sleep(1.0)
-                rows = await store.recent_request_records(1000, after=last)
-                if rows:
-                    _print_rows(rows, header=False)
-                    last = rows[-1]["created_at"]
-        finally:
-            await store.close()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
-
-
-def _print_rows(rows: list[dict[str, Any]], header: bool = True) -> None:
-    table = Table(show_header=header, box=None, pad_edge=False)
-    for column in (
-        "time",
-        "id",
-        "endpoint",
-        "model",
-        "provider",
-        "status",
-        "stream",
-        "tokens in/out",
-        "cost $",
-        "latency ms",
-        "usage",
-    ):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            time.strftime("%H:%M:%S", time.localtime(row["created_at"])),
-            row["id"][-12:],
-            row["endpoint"],
-            row["requested_model"] or "-",
-            row["provider"] or "-",
-            str(row["status"]),
-            "yes" if row["stream"] else "no",
-            f"{row['prompt_tokens'] or 0}/{row['completion_tokens'] or 0}",
-            f"{row['cost_usd']:.6f}" if row["cost_usd"] is not None else "-",
-            f"{row['latency_ms']:.1f}" if row["latency_ms"] is not None else "-",
-            row["usage_source"] or "-",
-        )
-    console.print(table)
 
 
 def main() -> None:

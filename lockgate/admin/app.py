@@ -24,6 +24,7 @@ from lockgate.errors import BadRequest, LockgateError
 from lockgate.governance.secrets import SecretBox
 from lockgate.state.notify import ConfigNotifier
 from lockgate.store.control import ControlStore, Kind, Page, public
+from lockgate.store.logs import LogStore
 
 log = logging.getLogger("lockgate.admin")
 PREFIX = "/admin/v1"
@@ -41,6 +42,10 @@ class AdminContext:
     # The MCP gateway of this worker (discovery reads its cached tool lists) and the stdio allow-list.
     mcp: Any = None
     mcp_stdio_commands: str = ""
+
+    @property
+    def logs(self) -> LogStore:
+        return self.control.store.logs
 
     async def changed(self, version: int | None) -> None:
         """Tell every worker: this one reloads now, the others on a Redis notice or their next poll."""
@@ -140,6 +145,7 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
         api_guardrails,
         api_keys,
         api_limits,
+        api_logs,
         api_mcp,
         api_objects,
         api_users,
@@ -166,6 +172,7 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
         api_users,
         api_audit,
         api_limits,
+        api_logs,
         api_mcp,
     ):
         app.include_router(module.router, prefix=PREFIX)

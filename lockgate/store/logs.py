@@ -153,7 +153,7 @@ class LogStore:
             query = query.where(or_(c.created_at < at, and_(c.created_at == at, c.id < row_id)))
         query = query.order_by(c.created_at.desc(), c.id.desc()).limit(limit + 1)
         async with self.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in await conn.execute(query)]
+            rows = [_row(r) for r in await conn.execute(query)]
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, encode_cursor(rows[-1]) if more and rows else None
@@ -171,7 +171,7 @@ class LogStore:
     async def get(self, record_id: str) -> Row | None:
         async with self.engine.connect() as conn:
             found = (await conn.execute(select(request_logs).where(request_logs.c.id == record_id))).first()
-        return dict(found._mapping) if found is not None else None
+        return _row(found) if found is not None else None
 
     async def delete_before(self, cutoff: float, *, batch: int) -> int:
         """Delete at most ``batch`` records older than ``cutoff``; short transactions, bounded locks."""
@@ -201,6 +201,11 @@ async def _unstored(conn: AsyncConnection, table: Any, rows: list[Row]) -> list[
     found = await conn.execute(select(table.c.id).where(table.c.id.in_([r["id"] for r in rows])))
     present = set(found.scalars())
     return [r for r in rows if r["id"] not in present]
+
+
+def _row(record: Any) -> Row:
+    # Plain str keys: SQLAlchemy's are a str subclass that orjson will not take as keys.
+    return {str(k): v for k, v in record._mapping.items()}
 
 
 async def add_rollups(conn: AsyncConnection, deltas: list[Row]) -> None:

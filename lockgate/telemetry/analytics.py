@@ -1,0 +1,135 @@
+"""Analytics: which rollup rows answer a question, and the numbers made from their sums.
+
+Minute buckets come from minute rollups (kept ``rollup_minute_hours``; only the
+workspace total, model and provider dimensions), hour buckets from hour
+rollups, day buckets (UTC) by summing hour rollups. Percentiles come from the
+merged latency histograms (accuracy: see telemetry/histogram.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from lockgate.errors import BadRequest
+from lockgate.store.analytics import rollup_sums
+from lockgate.telemetry.histogram import quantile
+from lockgate.telemetry.rollups import (
+    HOUR,
+    LATENCY_COLUMNS,
+    MINUTE,
+    MINUTE_DIMENSIONS,
+    SUM_COLUMNS,
+    TTFT_COLUMNS,
+)
+
+BUCKETS = {"minute": MINUTE, "hour": HOUR, "day": 86_400}
+GROUPS = ("none", "workspace", "key", "model", "provider", "tag:<key>")
+MAX_POINTS = 5000
+
+
+@dataclass(slots=True)
+class Query:
+    since: float
+    until: float
+    bucket: str = "hour"
+    group_by: str = "none"
+    workspace_id: str | None = None
+    workspace_in: Collection[str] | None = None
+
+
+def _plan(q: Query) -> dict[str, Any]:
+    if q.bucket not in BUCKETS:
+        raise BadRequest("bucket must be minute, hour or day.", param="bucket")
+    step = BUCKETS[q.bucket]
+    res = MINUTE if q.bucket == "minute" else HOUR
+    group = q.group_by
+    if group in ("none", "workspace"):
+        dim, prefix = "all", None
+    elif group in ("key", "model", "provider"):
+        dim, prefix = group, None
+    elif group.startswith("tag:") and len(group) > 4:
+        dim, prefix = "tag", group[4:] + "="
+    else:
+        raise BadRequest(f"group_by must be one of {', '.join(GROUPS)}.", param="group_by")
+    if res == MINUTE and dim not in MINUTE_DIMENSIONS:
+        raise BadRequest(
+            "Minute buckets exist for group_by none, workspace, model and provider; use hour or day.",
+            param="group_by",
+        )
+    if q.until <= q.since:
+        raise BadRequest("until must be after since.", param="until")
+    since = int(q.since // step) * step
+    if (q.until - since) / step > MAX_POINTS:
+        raise BadRequest(f"At most {MAX_POINTS} buckets per query; widen the bucket.", param="bucket")
+    return {"res": res, "dim": dim, "since": since, "until": q.until, "step": step, "prefix": prefix}
+
+
+async def query(engine: AsyncEngine, q: Query) -> dict[str, Any]:
+    plan = _plan(q)
+    rows = await rollup_sums(
+        engine,
+        res=plan["res"],
+        dim=plan["dim"],
+        since=plan["since"],
+        until=int(-(-q.until // 1)),
+        step=plan["step"],
+        by_workspace=q.group_by == "workspace",
+        value_prefix=plan["prefix"],
+        workspace_id=q.workspace_id,
+        workspace_in=q.workspace_in,
+    )
+    strip = len(plan["prefix"]) if plan["prefix"] else 0
+    data, totals = [], {}
+    for row in rows:
+        group = row["group"][strip:] if row["group"] else None
+        data.append({"bucket_start": int(row["bucket"]), "group": group, **numbers(row)})
+        into = totals.setdefault(group, dict.fromkeys(SUM_COLUMNS, 0))
+        for name in SUM_COLUMNS:
+            into[name] += row[name] or 0
+    return {
+        "object": "analytics",
+        "bucket": q.bucket,
+        "bucket_seconds": plan["step"],
+        "group_by": q.group_by,
+        "since": plan["since"],
+        "until": q.until,
+        "data": data,
+        "totals": [{"group": g, **numbers(sums)} for g, sums in totals.items()],
+    }
+
+
+def numbers(sums: Mapping[str, Any]) -> dict[str, Any]:
+    """The reported figures from one set of summed rollup columns."""
+    requests = int(sums["requests"] or 0)
+    errors = int(sums["errors"] or 0)
+    lookups = int(sums["cache_lookups"] or 0)
+    ttft_count = int(sums["ttft_count"] or 0)
+    latency = [int(sums[c] or 0) for c in LATENCY_COLUMNS]
+    ttft = [int(sums[c] or 0) for c in TTFT_COLUMNS]
+    tokens = {k: int(sums[f"{k}_tokens"] or 0) for k in ("prompt", "completion", "cached", "reasoning")}
+    return {
+        "requests": requests,
+        "errors": errors,
+        "error_rate": errors / requests if requests else None,
+        "tokens": {**tokens, "total": tokens["prompt"] + tokens["completion"]},
+        "cost_usd": float(sums["cost_usd"] or 0.0),
+        "latency_ms": _distribution(float(sums["latency_ms_sum"] or 0.0), requests, latency),
+        "ttft_ms": _distribution(float(sums["ttft_ms_sum"] or 0.0), ttft_count, ttft),
+        "cache_hit_rate": int(sums["cache_hits"] or 0) / lookups if lookups else None,
+        "cache_lookups": lookups,
+    }
+
+
+def _distribution(total: float, count: int, histogram: list[int]) -> dict[str, float | None]:
+    if count == 0:
+        return {"avg": None, "p50": None, "p95": None, "p99": None}
+    return {
+        "avg": total / count,
+        "p50": quantile(histogram, 0.50),
+        "p95": quantile(histogram, 0.95),
+        "p99": quantile(histogram, 0.99),
+    }
