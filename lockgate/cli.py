@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
+import tempfile
 from typing import Annotated, Any
 
 import typer
@@ -85,6 +87,36 @@ def serve(
         console.print(
             "  no API keys yet: create one with `lockgate keys create` (admin API) or set LOCKGATE_MASTER_KEY"
         )
+    metrics_dir = _metrics_dir(workers)
+    try:
+        _serve(uvicorn, host, port, workers, log_level)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _metrics_dir(workers: int) -> str | None:
+    """Several workers share Prometheus values through files in one fresh directory.
+
+    Set before uvicorn spawns the workers: prometheus_client reads it when first imported.
+    A directory the user chose is emptied (stale files would add old counts); one made
+    here is removed at exit (returned so the caller can).
+    """
+    if workers < 2:
+        return None
+    chosen = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if chosen:
+        os.makedirs(chosen, exist_ok=True)
+        for name in os.listdir(chosen):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(chosen, name))
+        return None
+    made = tempfile.mkdtemp(prefix="lockgate-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
+    return made
+
+
+def _serve(uvicorn: Any, host: str, port: int, workers: int, log_level: str) -> None:
     uvicorn.run(
         "lockgate.app:create_app",
         factory=True,

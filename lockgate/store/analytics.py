@@ -38,7 +38,7 @@ async def rollup_sums(
     """
     r = request_rollups.c
     bucket = r.bucket if step == res else r.bucket - (r.bucket % step)
-    group = r.workspace_id if by_workspace else r.value if dim != "all" else literal_column("''")
+    group = r.workspace_id if by_workspace else r.value if dim != "all" else None
     where: list[ColumnElement[bool]] = [r.res == res, r.dim == dim, r.bucket >= since, r.bucket < until]
     if value_prefix is not None:
         escaped = value_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -47,15 +47,16 @@ async def rollup_sums(
         where.append(r.workspace_id == workspace_id)
     if workspace_in is not None:
         where.append(r.workspace_id.in_(sorted(workspace_in)) if workspace_in else false())
+    keys = [bucket] if group is None else [bucket, group]  # PostgreSQL refuses constants here
     query = (
         select(
             bucket.label("bucket"),
-            group.label("group"),
+            (group if group is not None else literal_column("''")).label("group"),
             *(func.sum(r[name]).label(name) for name in SUM_COLUMNS),
         )
         .where(*where)
-        .group_by(bucket, group)
-        .order_by(bucket, group)
+        .group_by(*keys)
+        .order_by(*keys)
     )
     async with engine.connect() as conn:
         return [dict(row._mapping) for row in await conn.execute(query)]

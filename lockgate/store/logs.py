@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from sqlalchemy import ColumnElement, and_, delete, false, insert, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from lockgate.errors import BadRequest
@@ -208,14 +208,28 @@ def _row(record: Any) -> Row:
     return {str(k): v for k, v in record._mapping.items()}
 
 
+_ROLLUP_COLUMNS = (*rollups.KEY_COLUMNS, *rollups.SUM_COLUMNS)
+
+
+@functools.cache
+def _upsert_sql(dialect: str) -> str:
+    """The rollup upsert as driver SQL, built once per dialect.
+
+    Plain driver SQL with tuples: a batch adds to a few hundred 165-column rows, and
+    SQLAlchemy's per-parameter processing cost 3-5x the database's own work on SQLite.
+    The names are this module's constants, never input.
+    """
+    marks = ", ".join(f"${i + 1}" if dialect == "postgresql" else "?" for i in range(len(_ROLLUP_COLUMNS)))
+    table = request_rollups.name
+    adds = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in rollups.SUM_COLUMNS)
+    return (
+        f"INSERT INTO {table} ({', '.join(_ROLLUP_COLUMNS)}) VALUES ({marks}) "
+        f"ON CONFLICT ({', '.join(rollups.KEY_COLUMNS)}) DO UPDATE SET {adds}"
+    )
+
+
 async def add_rollups(conn: AsyncConnection, deltas: list[Row]) -> None:
     """``+=`` each delta onto its rollup row (created at zero when absent)."""
-    if not deltas:
-        return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt: Any = dialect.insert(request_rollups)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(rollups.KEY_COLUMNS),
-        set_={name: request_rollups.c[name] + stmt.excluded[name] for name in rollups.SUM_COLUMNS},
-    )
-    await conn.execute(stmt, deltas)
+    if deltas:
+        values = [tuple(d[c] for c in _ROLLUP_COLUMNS) for d in deltas]
+        await conn.exec_driver_sql(_upsert_sql(conn.dialect.name), values)

@@ -28,13 +28,13 @@ BUCKETS = len(EDGES) + 1
 def bucket_of(ms: float) -> int:
     if ms < 1.0:
         return 0
-    index = int(math.log2(ms) * STEPS_PER_DOUBLING) + 1
+    index = min(int(math.log2(ms) * STEPS_PER_DOUBLING) + 1, BUCKETS - 1)
     # Float rounding at an exact edge may land one off; the edges are the arbiter.
     if index < BUCKETS - 1 and ms >= EDGES[index]:
         index += 1
-    elif index > 1 and ms < EDGES[index - 1]:
+    elif ms < EDGES[index - 1]:
         index -= 1
-    return min(index, BUCKETS - 1)
+    return index
 
 
 def bounds(index: int) -> tuple[float, float]:

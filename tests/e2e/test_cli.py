@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.gateway_harness import free_port
 
@@ -106,6 +107,29 @@ def test_demo_config_with_two_workers(served: Served) -> None:
         assert message.status_code == 200 and message.json()["type"] == "message"
         assert http.get("/v1/models").json()["data"]
         assert httpx.post(served.url + "/v1/chat/completions", json={}).status_code == 401
+
+
+def test_metrics_add_up_across_workers(served: Served) -> None:
+    """Whichever of the two workers answers a scrape, it reports both workers' counts."""
+
+    def requests_total() -> float:
+        text = httpx.get(served.url + "/metrics", timeout=10).text  # a new connection each time
+        return sum(
+            s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "lockgate_requests_total"
+        )
+
+    before = requests_total()
+    for _ in range(8):  # new connections: the kernel spreads them over both workers
+        reply = httpx.post(
+            served.url + "/v1/embeddings",
+            json={"model": "text-embedding-3-small", "input": "count me"},
+            headers={"authorization": "Bearer lg-cli-test"},
+        )
+        assert reply.status_code == 200
+    assert [requests_total() - before for _ in range(6)] == [8] * 6
 
 
 def test_logs_tail_shows_records(served: Served) -> None:
