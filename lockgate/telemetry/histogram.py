@@ -58,6 +58,6 @@ def quantile(counts: Sequence[int], q: float) -> float | None:
             fraction = max(0.0, min(1.0, (rank - seen) / count))
             if index == 0:
                 return low + (high - low) * fraction
-            return low * (high / low) ** fraction
+            return min(high, low * (high / low) ** fraction)  # min: float rounding at the edge
         seen += count
     return bounds(len(counts) - 1)[0]
