@@ -76,7 +76,6 @@ request_logs = Table(
     Column("stream_failover", Boolean, nullable=False, server_default=false()),
     Column("trace_id", String(128)),
     Column("span_id", String(16)),
-    Column("verdicts", JSON),
     Column("bodies", JSON),
     Column("error_type", String(64)),
     Column("error_message", Text),

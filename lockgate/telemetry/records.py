@@ -67,8 +67,6 @@ class RequestRecord:
     # client's x-lockgate-trace-id; span_id is the gateway's request span when tracing is on.
     trace_id: str | None = None
     span_id: str | None = None
-    # Guardrail verdicts, e.g. [{"check": "pii", "stage": "input", "verdict": "redact"}].
-    verdicts: list[dict[str, Any]] | None = None
     # {"request": ..., "response": ...}: only for workspaces that log bodies, capped on the request
     # path as (bytes, truncated) and rendered redacted by ``to_row`` in the writer.
     bodies: dict[str, Any] | None = None

@@ -1,16 +1,20 @@
-"""The request record is complete and right for success, error, fallback, stream and body logging."""
+"""The request record is complete and right: success, errors, fallback, stream, bodies, guardrails."""
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from lockgate.testing.mock_provider import MockProviderThread
 from tests.admin_harness import admin_client, admin_gateway, ok
 from tests.gateway_harness import GatewayThread, demo_config
+from tests.integration.guardrail_kit import KEYS, gateway_config
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Tell me something"}]}
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -49,7 +53,7 @@ def test_success_record_is_complete(gateway: GatewayThread, mock: MockProviderTh
     # Overhead is what the gateway added on top of the upstream's time.
     assert 0 <= r["overhead_ms"] <= r["latency_ms"]
     assert r["overhead_ms"] == pytest.approx(r["latency_ms"] - attempt["latency_ms"], abs=0.01)
-    assert r["cache_status"] is None and r["verdicts"] is None and r["bodies"] is None
+    assert r["cache_status"] is None and r["guardrails"] is None and r["bodies"] is None
     assert r["error_type"] is None and r["error_message"] is None
 
 
@@ -127,3 +131,27 @@ def test_bodies_are_logged_only_where_enabled_redacted_and_capped(
         assert bodies["response"]["text"].startswith("{") and bodies["request"]["truncated"] is False
         capped = record_of(gw, long)["bodies"]["request"]
         assert capped["truncated"] is True and len(capped["text"]) <= 300
+
+
+def test_guardrail_verdicts_reach_the_logs_api_and_export(tmp_path: Path, mock: MockProviderThread) -> None:
+    config = gateway_config(mock.url, "http://127.0.0.1:9/unused")
+    with admin_gateway(tmp_path, config) as gw:
+        key = KEYS["deny-in"][0]
+        with httpx.Client(base_url=gw.url, headers={"authorization": f"Bearer {key}"}) as http:
+            secret = {
+                **CHAT,
+                "messages": [{"role": "user", "content": "sk-proj-Ab3dE5fG7hI9jK1lM3nO5pQ7rS9tU1"}],
+            }
+            denied = http.post("/v1/chat/completions", json=secret)
+        assert denied.status_code == 400
+        gw.records()
+        with admin_client(gw) as admin:
+            found = ok(admin.get("/logs", params={"q": "guardrail_denied"}))["data"]
+            exported = admin.get("/logs/export", params={"format": "csv", "status": "400"}).text
+    [r] = found
+    assert r["id"] == denied.headers["x-lockgate-request-id"] and r["attempt_log"] == []
+    assert [(g["stage"], g["name"], g["verdict"]) for g in r["guardrails"]] == [
+        ("input", "no-secrets", "denied")
+    ]
+    [row] = list(csv.DictReader(io.StringIO(exported)))
+    assert orjson.loads(row["guardrails"])[0]["verdict"] == "denied"

@@ -34,7 +34,6 @@ def upgrade() -> None:
         batch.add_column(sa.Column("overhead_ms", sa.Float))
         batch.add_column(sa.Column("trace_id", sa.String(128)))
         batch.add_column(sa.Column("span_id", sa.String(16)))
-        batch.add_column(sa.Column("verdicts", sa.JSON))
         batch.add_column(sa.Column("bodies", sa.JSON))
     op.create_index("ix_request_logs_workspace_created", "request_logs", ["workspace_id", "created_at"])
     op.create_index("ix_request_logs_key_created", "request_logs", ["key_id", "created_at"])
@@ -66,5 +65,5 @@ def downgrade() -> None:
     op.drop_index("ix_request_logs_key_created", "request_logs")
     op.drop_index("ix_request_logs_workspace_created", "request_logs")
     with op.batch_alter_table("request_logs") as batch:
-        for name in ("bodies", "verdicts", "span_id", "trace_id", "overhead_ms"):
+        for name in ("bodies", "span_id", "trace_id", "overhead_ms"):
             batch.drop_column(name)
