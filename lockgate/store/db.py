@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import event, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -39,7 +40,11 @@ class Store:
         if self.is_sqlite and parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             self.sqlite_path = parsed.database
-        self.engine: AsyncEngine = create_async_engine(self.url)
+        # orjson for JSON columns: request records carry four, and the stdlib encoder was a
+        # fifth of the writer's time.
+        self.engine: AsyncEngine = create_async_engine(
+            self.url, json_serializer=_json_dumps, json_deserializer=orjson.loads
+        )
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.logs = LogStore(self.engine)
@@ -107,6 +112,10 @@ class Store:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -15,6 +15,7 @@ hour rows carry every dimension (day buckets are summed from hours).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -62,34 +63,40 @@ def _values(row: Mapping[str, Any], dim: str) -> Iterable[str]:
     return [f"{k}={v}"[:VALUE_MAX] for k, v in list(metadata.items())[:MAX_TAGS_PER_RECORD]]
 
 
-def _contribution(row: Mapping[str, Any]) -> dict[str, float]:
+_NUMBERS = SUM_COLUMNS[:12]  # requests .. ttft_ms_sum, in the order of _contribution's tuple
+
+
+def _contribution(row: Mapping[str, Any]) -> tuple[float, ...]:
+    """The record's addends in _NUMBERS order, then its latency and TTFT bucket (-1: no TTFT)."""
     status = row["status"]
     latency = row.get("latency_ms") or 0.0
     ttft = row.get("ttft_ms")
     cache = row.get("cache_status")
-    out: dict[str, float] = {
-        "requests": 1,
-        "errors": 1 if status >= 400 or status == 0 else 0,
-        "cache_lookups": 1 if cache is not None else 0,
-        "cache_hits": 1 if cache == "hit" else 0,
-        "prompt_tokens": row.get("prompt_tokens") or 0,
-        "completion_tokens": row.get("completion_tokens") or 0,
-        "cached_tokens": row.get("cached_tokens") or 0,
-        "reasoning_tokens": row.get("reasoning_tokens") or 0,
-        "cost_usd": row.get("cost_usd") or 0.0,
-        "latency_ms_sum": latency,
-        "ttft_count": 1 if ttft is not None else 0,
-        "ttft_ms_sum": ttft or 0.0,
-        LATENCY_COLUMNS[bucket_of(latency)]: 1,
-    }
-    if ttft is not None:
-        out[TTFT_COLUMNS[bucket_of(ttft)]] = 1
-    return out
+    return (
+        1,
+        1 if status >= 400 or status == 0 else 0,
+        1 if cache is not None else 0,
+        1 if cache == "hit" else 0,
+        row.get("prompt_tokens") or 0,
+        row.get("completion_tokens") or 0,
+        row.get("cached_tokens") or 0,
+        row.get("reasoning_tokens") or 0,
+        row.get("cost_usd") or 0.0,
+        latency,
+        1 if ttft is not None else 0,
+        ttft or 0.0,
+        bucket_of(latency),
+        bucket_of(ttft) if ttft is not None else -1,
+    )
 
 
 def deltas(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Rollup rows to add, one per key, sorted by key (a fixed lock order for the upserts)."""
-    acc: dict[RollupKey, dict[str, float]] = {}
+    """Rollup rows to add, one per key, sorted by key (a fixed lock order for the upserts).
+
+    Each record's addends are computed once and appended to the list of every key it
+    counts for; the sums are then taken column by column with C-speed builtins.
+    """
+    groups: dict[RollupKey, list[tuple[float, ...]]] = {}
     for row in rows:
         contribution = _contribution(row)
         at = row["created_at"]
@@ -98,11 +105,18 @@ def deltas(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             bucket = int(at // res) * res
             for dim in dims:
                 for value in _values(row, dim):
-                    into = acc.setdefault((res, dim, bucket, workspace, value), {})
-                    for name, amount in contribution.items():
-                        into[name] = into.get(name, 0) + amount
+                    groups.setdefault((res, dim, bucket, workspace, value), []).append(contribution)
     out = []
-    for key in sorted(acc):
-        sums = acc[key]
-        out.append({**dict(zip(KEY_COLUMNS, key, strict=True)), **{c: sums.get(c, 0) for c in SUM_COLUMNS}})
+    for key in sorted(groups):
+        columns = list(zip(*groups[key], strict=True))
+        delta: dict[str, Any] = dict(zip(KEY_COLUMNS, key, strict=True))
+        delta.update(zip(_NUMBERS, map(sum, columns[:12]), strict=True))
+        delta.update(dict.fromkeys(LATENCY_COLUMNS, 0))
+        delta.update(dict.fromkeys(TTFT_COLUMNS, 0))
+        for index, count in Counter(columns[12]).items():
+            delta[LATENCY_COLUMNS[index]] = count
+        for index, count in Counter(columns[13]).items():
+            if index >= 0:
+                delta[TTFT_COLUMNS[index]] = count
+        out.append(delta)
     return out
