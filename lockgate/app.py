@@ -123,6 +123,7 @@ class Lockgate:
             Metrics(max_series=settings.metrics_max_series),
             tracing.from_env(),
             lambda: self.snapshots.current.version if self.snapshots.loaded else 0,
+            store_records=settings.log_requests,
         )
         self.client = UpstreamClient(
             connect_timeout=settings.connect_timeout, request_timeout=settings.request_timeout

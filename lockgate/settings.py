@@ -51,6 +51,8 @@ class Settings:
     # bounded by Redis's own maxmemory).
     cache_max_bytes: int = 64 * 1024 * 1024
     cache_max_entries: int = 10_000
+    # Store a record per request (metrics and traces are emitted either way).
+    log_requests: bool = True
     # Request-record writer: flush when this many are queued or this often.
     log_batch_size: int = 500
     log_flush_interval: float = 1.0

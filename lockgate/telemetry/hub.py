@@ -25,8 +25,11 @@ class Telemetry:
         metrics: Metrics,
         tracing: Tracing | None,
         config_version: Callable[[], int],
+        *,
+        store_records: bool = True,
     ) -> None:
         self.writer = writer
+        self.store_records = store_records
         self.metrics = metrics
         self.tracing = tracing
         self._config_version = config_version
@@ -37,7 +40,8 @@ class Telemetry:
             record.trace.end(record)
             record.trace = None
         self.metrics.observe(record)
-        self.writer.put(record)
+        if self.store_records:
+            self.writer.put(record)
 
     def sync_metrics(self) -> None:
         w = self.writer
