@@ -31,7 +31,7 @@ CSV_COLUMNS = (
     "id", "created_at", "endpoint", "workspace_id", "key_id", "requested_model", "provider", "model",
     "status", "stream", "cache_status", "prompt_tokens", "completion_tokens", "cached_tokens",
     "reasoning_tokens", "cost_usd", "usage_source", "latency_ms", "ttft_ms", "overhead_ms", "attempts",
-    "trace_id", "span_id", "error_type", "error_message", "metadata", "attempt_log", "guardrails",
+    "trace_id", "span_id", "limits", "error_type", "error_message", "metadata", "attempt_log", "guardrails",
 )  # fmt: skip
 
 
@@ -72,6 +72,9 @@ def log_filter(
     q: Annotated[str | None, Query(description="Text in the error type or message.", max_length=200)] = None,
     trace_id: str | None = None,
     cache_status: str | None = None,
+    limits: Annotated[
+        str | None, Query(description="How limits and budgets held: exact, approximate or local.")
+    ] = None,
 ) -> LogFilter:
     return LogFilter(
         since=_stamp(since),
@@ -88,6 +91,7 @@ def log_filter(
         text=q,
         trace_id=trace_id,
         cache_status=cache_status,
+        limits=limits,
     )
 
 

@@ -44,6 +44,7 @@ class LogFilter:
     text: str | None = None  # case-insensitive substring of the error message or type
     trace_id: str | None = None
     cache_status: str | None = None
+    limits: str | None = None  # how limits and budgets held: exact, approximate or local
 
 
 def _status_condition(status: str) -> ColumnElement[bool]:
@@ -98,6 +99,8 @@ def conditions(f: LogFilter) -> list[ColumnElement[bool]]:
         out.append(c.trace_id == f.trace_id)
     if f.cache_status is not None:
         out.append(c.cache_status == f.cache_status)
+    if f.limits is not None:
+        out.append(c.limits == f.limits)
     return out
 
 

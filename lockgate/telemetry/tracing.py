@@ -168,6 +168,7 @@ class RequestTrace:
             ("lockgate.workspace_id", record.workspace_id),
             ("lockgate.key_id", record.key_id),
             ("lockgate.cache_status", record.cache_status),
+            ("lockgate.limits", record.limits),
             ("lockgate.ttft_ms", record.ttft_ms),
         ):
             if value is not None:

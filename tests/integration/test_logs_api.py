@@ -25,7 +25,8 @@ CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 
 @pytest.fixture(scope="module")
 def scene(mock: MockProviderThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """Two workspaces with a key each, a viewer of team-a only, and a handful of requests."""
+    """Two workspaces with a key each, a viewer of team-a only, a (never reached) rate limit on
+    team-a, and a handful of requests."""
     with admin_gateway(tmp_path_factory.mktemp("logs"), demo_config(mock.url)) as gw:
         mock.clear()
         with admin_client(gw) as admin:
@@ -39,6 +40,8 @@ def scene(mock: MockProviderThread, tmp_path_factory: pytest.TempPathFactory) ->
                 201,
             )
             viewer = ok(admin.post(f"/users/{user['id']}/keys", json={"name": "cli"}), 201)["key"]
+            limit = {"name": "team-a-rpm", "scope": f"workspace:{team}", "requests_per_minute": 1000}
+            ok(admin.post("/rate-limits", json=limit), 201)
         ids: dict[str, str] = {}
         with httpx.Client(base_url=gw.url) as http:
 
@@ -88,6 +91,9 @@ def test_newest_first_and_every_filter(scene: dict[str, Any]) -> None:
     assert names(scene, logs(scene, metadata="env:prod")) == ["a_prod"]
     assert names(scene, logs(scene, q="KABOOM")) == ["a_error"]
     assert names(scene, logs(scene, min_latency_ms=10**7)) == []
+    # Budgets' flag on the record: team-a's requests were admitted by its rate limit, exactly.
+    assert names(scene, logs(scene, limits="exact")) == ["a_claude", "a_error", "a_prod", "a_plain"]
+    assert names(scene, logs(scene, limits="local")) == []
     costs = {r["id"]: r["cost_usd"] for r in logs(scene)}
     cheapest = min(c for c in costs.values() if c)
     assert "a_error" not in names(scene, logs(scene, min_cost=cheapest))
@@ -137,6 +143,7 @@ def test_export_jsonl_and_csv(scene: dict[str, Any]) -> None:
     assert [r["id"] for r in table] == [r["id"] for r in logs(scene)]
     prod = next(r for r in table if r["id"] == scene["ids"]["a_prod"])
     assert orjson.loads(prod["metadata"]) == {"env": "prod"} and float(prod["cost_usd"]) > 0
+    assert prod["limits"] == "exact" and rows[0]["limits"] is None  # rows[0]: d_stream, no limit applies
 
 
 def test_cli_tail_uses_the_same_filters(scene: dict[str, Any]) -> None:

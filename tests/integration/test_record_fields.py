@@ -54,6 +54,7 @@ def test_success_record_is_complete(gateway: GatewayThread, mock: MockProviderTh
     assert 0 <= r["overhead_ms"] <= r["latency_ms"]
     assert r["overhead_ms"] == pytest.approx(r["latency_ms"] - attempt["latency_ms"], abs=0.01)
     assert r["cache_status"] is None and r["guardrails"] is None and r["bodies"] is None
+    assert r["limits"] is None  # no budget or rate limit applies to it
     assert r["error_type"] is None and r["error_message"] is None
 
 
