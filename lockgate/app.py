@@ -124,6 +124,7 @@ class Lockgate:
             tracing.from_env(),
             lambda: self.snapshots.current.version if self.snapshots.loaded else 0,
             store_records=settings.log_requests,
+            open_circuits=lambda: self.engine.health.open_circuits(),
         )
         self.client = UpstreamClient(
             connect_timeout=settings.connect_timeout, request_timeout=settings.request_timeout

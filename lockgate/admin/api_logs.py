@@ -31,7 +31,8 @@ CSV_COLUMNS = (
     "id", "created_at", "endpoint", "workspace_id", "key_id", "requested_model", "provider", "model",
     "status", "stream", "cache_status", "prompt_tokens", "completion_tokens", "cached_tokens",
     "reasoning_tokens", "cost_usd", "usage_source", "latency_ms", "ttft_ms", "overhead_ms", "attempts",
-    "trace_id", "span_id", "limits", "error_type", "error_message", "metadata", "attempt_log", "guardrails",
+    "route", "retries", "fallbacks", "stream_failover", "trace_id", "span_id", "limits", "error_type",
+    "error_message", "metadata", "attempt_log", "guardrails",
 )  # fmt: skip
 
 

@@ -109,6 +109,10 @@ class HealthBoard:
         health.probing = True
         return True
 
+    def open_circuits(self) -> int:
+        """Targets whose circuit is open or half-open now (for /metrics)."""
+        return sum(1 for health in self._targets.values() if health.open_until is not None)
+
     def is_open(self, key: str) -> bool:
         health = self._targets.get(key)
         return health is not None and health.open_until is not None

@@ -1,9 +1,10 @@
 """Stage 10 in one call: the finished record goes to the metrics, the trace and the writer.
 
 The pipeline hands every record to ``Telemetry.put``; nothing here awaits or
-touches the store. A background task copies the writer's counters and the
-snapshot version into the metrics once a second (each worker its own, which is
-what multiprocess mode needs: a scrape answered by one worker reads them all).
+touches the store. A background task copies the writer's counters, the
+snapshot version and the open circuits into the metrics once a second (each
+worker its own, which is what multiprocess mode needs: a scrape answered by one
+worker reads them all).
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ class Telemetry:
         config_version: Callable[[], int],
         *,
         store_records: bool = True,
+        open_circuits: Callable[[], int] = lambda: 0,
     ) -> None:
         self.writer = writer
         self.store_records = store_records
         self.metrics = metrics
         self.tracing = tracing
         self._config_version = config_version
+        self._open_circuits = open_circuits
         self._task: asyncio.Task[None] | None = None
 
     def put(self, record: RequestRecord) -> None:
@@ -52,6 +55,7 @@ class Telemetry:
             dropped=w.dropped,
             failures=w.failed_flushes,
             version=self._config_version(),
+            open_circuits=self._open_circuits(),
         )
 
     def render_metrics(self) -> bytes:

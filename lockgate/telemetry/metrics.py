@@ -84,6 +84,10 @@ class Metrics:
             "lockgate_config_version", "Config snapshot version in use.",
             multiprocess_mode="livemax", registry=r,
         )  # fmt: skip
+        self.open_circuits = Gauge(
+            "lockgate_open_circuits", "Targets whose circuit breaker is open or half-open.",
+            multiprocess_mode="livesum", registry=r,
+        )  # fmt: skip
         self._children: dict[tuple[str, str, str, int], tuple[Any, ...]] = {}
         self._synced: dict[str, int] = {}
 
@@ -131,11 +135,20 @@ class Metrics:
             self.overhead.observe(record.overhead_ms / 1000.0)
 
     def sync(
-        self, *, queued: int, written: int, spilled: int, dropped: int, failures: int, version: int
+        self,
+        *,
+        queued: int,
+        written: int,
+        spilled: int,
+        dropped: int,
+        failures: int,
+        version: int,
+        open_circuits: int = 0,
     ) -> None:
-        """Copy the writer's and snapshot's numbers in (counters advance by what changed)."""
+        """Copy the writer's, snapshot's and breakers' numbers in (counters advance by what changed)."""
         self.queue_depth.set(queued)
         self.config_version.set(version)
+        self.open_circuits.set(open_circuits)
         for name, counter, value in (
             ("written", self.records_written, written),
             ("spilled", self.records_spilled, spilled),

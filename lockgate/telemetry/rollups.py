@@ -64,6 +64,9 @@ def _values(row: Mapping[str, Any], dim: str) -> Iterable[str]:
 
 
 _NUMBERS = SUM_COLUMNS[:12]  # requests .. ttft_ms_sum, in the order of _contribution's tuple
+# Cache verdicts that read the cache (the hit rate's denominator); refresh, no-store and
+# bypass never look (gateway/cache.py).
+_CACHE_READS = frozenset({"hit", "miss"})
 
 
 def _contribution(row: Mapping[str, Any]) -> tuple[float, ...]:
@@ -75,7 +78,7 @@ def _contribution(row: Mapping[str, Any]) -> tuple[float, ...]:
     return (
         1,
         1 if status >= 400 or status == 0 else 0,
-        1 if cache is not None else 0,
+        1 if cache in _CACHE_READS else 0,
         1 if cache == "hit" else 0,
         row.get("prompt_tokens") or 0,
         row.get("completion_tokens") or 0,

@@ -167,6 +167,7 @@ class RequestTrace:
             ("lockgate.cost_usd", record.cost_usd),
             ("lockgate.workspace_id", record.workspace_id),
             ("lockgate.key_id", record.key_id),
+            ("lockgate.route", record.route),
             ("lockgate.cache_status", record.cache_status),
             ("lockgate.limits", record.limits),
             ("lockgate.ttft_ms", record.ttft_ms),

@@ -144,6 +144,8 @@ def test_export_jsonl_and_csv(scene: dict[str, Any]) -> None:
     prod = next(r for r in table if r["id"] == scene["ids"]["a_prod"])
     assert orjson.loads(prod["metadata"]) == {"env": "prod"} and float(prod["cost_usd"]) > 0
     assert prod["limits"] == "exact" and rows[0]["limits"] is None  # rows[0]: d_stream, no limit applies
+    routing = (prod["retries"], prod["fallbacks"], prod["stream_failover"])
+    assert prod["route"] and routing == ("0", "0", "False")
 
 
 def test_cli_tail_uses_the_same_filters(scene: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -64,6 +65,27 @@ def test_metrics_agree_with_the_records(tmp_path: Path, mock: MockProviderThread
     assert total(values, "lockgate_records_dropped_total") == 0
     assert total(values, "lockgate_record_queue_depth") == 0
     assert total(values, "lockgate_config_version") == gw.app.snapshots.current.version >= 1
+    assert total(values, "lockgate_open_circuits") == 0
+
+
+def test_open_circuits_are_a_gauge(tmp_path: Path, mock: MockProviderThread) -> None:
+    """A target whose breaker opened shows on /metrics until it closes again."""
+    mock.add_fault(status=503, times=-1, match_model="m-broken")
+    down = {"provider": "@mock-openai", "override_params": {"model": "m-broken"}}
+    up = {"provider": "@mock-openai", "override_params": {"model": "gpt-4o-mini"}}
+    config = {
+        "strategy": {"mode": "fallback"},
+        "targets": [down, up],
+        "circuit_breaker": {"failure_threshold": 2, "cooldown_ms": 600_000},
+    }
+    with (
+        GatewayThread(tmp_path, demo_config(mock.url), demo=True) as gw,
+        httpx.Client(base_url=gw.url, headers={"x-lockgate-config": orjson.dumps(config).decode()}) as http,
+    ):
+        for _ in range(3):
+            assert http.post("/v1/chat/completions", json=CHAT).status_code == 200
+        values = samples(http.get("/metrics").text)
+    assert total(values, "lockgate_open_circuits") == 1
 
 
 def test_label_sets_are_capped_and_the_total_stays_exact() -> None:

@@ -100,6 +100,51 @@ def test_stream_record_has_ttft_and_upstream_time(gateway: GatewayThread) -> Non
     assert r["completion_tokens"] > 0 and r["cost_usd"] > 0
 
 
+def test_retry_record_counts_the_backoff_as_upstream_time(
+    gateway: GatewayThread, mock: MockProviderThread
+) -> None:
+    mock.add_fault(status=503, message="busy", match_model="gpt-4o-mini")
+    config = {
+        "provider": "@mock-openai",
+        "override_params": {"model": "gpt-4o-mini"},
+        "retry": {"attempts": 2},
+    }
+    with httpx.Client(base_url=gateway.url) as http:
+        response = http.post(
+            "/v1/chat/completions", json=CHAT, headers={"x-lockgate-config": orjson.dumps(config).decode()}
+        )
+    assert response.status_code == 200
+    r = record_of(gateway, response)
+    first, second = r["attempt_log"]
+    assert (first["status"], second["status"]) == (503, 200) and "busy" in first["error"]
+    assert first["backoff_ms"] is None and second["backoff_ms"] is not None
+    assert (r["retries"], r["fallbacks"], r["attempts"]) == (1, 0, 2) and r["route"].startswith("inline:")
+    # The wait between the attempts is the retry policy's, not time Lockgate added.
+    waited = first["latency_ms"] + second["backoff_ms"] + second["latency_ms"]
+    assert r["overhead_ms"] == pytest.approx(r["latency_ms"] - waited, abs=0.01)
+    assert r["cost_usd"] > 0 and r["usage_source"] == "reported"
+
+
+def test_cache_hit_record(gateway: GatewayThread, mock: MockProviderThread) -> None:
+    config = {
+        "provider": "@mock-openai",
+        "override_params": {"model": "gpt-4o-mini"},
+        "cache": {"mode": "simple", "max_age": 600},
+    }
+    headers = {"x-lockgate-config": orjson.dumps(config).decode(), "traceparent": TRACEPARENT}
+    with httpx.Client(base_url=gateway.url) as http:
+        first = http.post("/v1/chat/completions", json=CHAT, headers=headers)
+        second = http.post("/v1/chat/completions", json=CHAT, headers=headers)
+    assert second.headers["x-lockgate-cache"] == "hit" and second.content == first.content
+    miss, hit = record_of(gateway, first), record_of(gateway, second)
+    assert miss["cache_status"] == "miss" and miss["attempts"] == 1 and miss["cost_usd"] > 0
+    assert (hit["cache_status"], hit["status"], hit["attempts"], hit["attempt_log"]) == ("hit", 200, 0, [])
+    assert hit["cost_usd"] == 0.0 and hit["usage_source"] == "cache"
+    assert hit["prompt_tokens"] == miss["prompt_tokens"] and hit["model"] == "gpt-4o-mini"
+    assert hit["route"] == miss["route"] and hit["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert hit["overhead_ms"] == pytest.approx(hit["latency_ms"])  # no upstream: all of it is Lockgate's
+
+
 def test_gateway_error_before_routing(gateway: GatewayThread) -> None:
     with httpx.Client(base_url=gateway.url) as http:
         response = http.post("/v1/chat/completions", content=b"{not json")

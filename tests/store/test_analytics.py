@@ -47,7 +47,7 @@ def synthetic(n: int, seed: int = 7) -> list[RequestRecord]:
             cost_usd=rng.random() / 100 if status == 200 else None,
             latency_ms=rng.lognormvariate(math.log(400), 1.2),
             ttft_ms=rng.lognormvariate(math.log(150), 0.8) if stream else None,
-            cache_status=rng.choice([None, "hit", "miss"]),
+            cache_status=rng.choice([None, "hit", "miss", "refresh", "no-store", "bypass"]),
             metadata=rng.choice([None, {"env": "prod"}, {"env": "dev", "team": "x"}]),
         )
         r.attempt_log.append(AttemptRecord("@openai-prod/gpt-4o-mini", status, 1.0))
@@ -78,7 +78,7 @@ def check_point(point: dict[str, Any], rs: list[RequestRecord]) -> None:
     assert tokens["cached"] == sum(r.cached_tokens or 0 for r in rs)
     assert tokens["reasoning"] == sum(r.reasoning_tokens or 0 for r in rs)
     assert point["cost_usd"] == pytest.approx(sum(r.cost_usd or 0 for r in rs))
-    lookups = [r for r in rs if r.cache_status is not None]
+    lookups = [r for r in rs if r.cache_status in ("hit", "miss")]  # the others never read the cache
     hits = sum(1 for r in lookups if r.cache_status == "hit")
     assert point["cache_hit_rate"] == (pytest.approx(hits / len(lookups)) if lookups else None)
     latencies = [r.latency_ms for r in rs]
