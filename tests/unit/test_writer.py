@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from lockgate.store.db import Store
 from lockgate.store.tables import request_logs, request_rollups
-from lockgate.telemetry.records import RequestRecord
+from lockgate.telemetry.records import TOOL_CALL_MARK, RequestRecord, ToolCallRecord
 from lockgate.telemetry.spill import SpillFile
 from lockgate.telemetry.writer import RecordWriter
 
@@ -222,4 +222,31 @@ async def test_burst_of_5000_with_a_slow_store_loses_nothing(tmp_path: Path) -> 
     ids, counted = await _stored(store)
     assert len(ids) == len(set(ids)) == 5000 == counted
     assert writer.dropped == 0 and writer.failed_flushes == 3
+    await store.close()
+
+
+async def test_tool_calls_share_the_queue_and_spill_but_land_in_their_own_table(tmp_path: Path) -> None:
+    """MCP tool-call records ride the same writer: batches, overflow to the spill file, deduped
+    replay; they go to tool_calls in the batch's transaction and are never counted in rollups."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    await store.migrate()
+    spill = SpillFile(tmp_path / "spill", max_bytes=1 << 20)
+    writer = RecordWriter(store, batch_size=10, flush_interval=60, max_queued=4, spill=spill)
+    for i in range(5):
+        writer.put(record(i))
+        writer.put(ToolCallRecord(id=f"call_{i}", created_at=1000.0 + i, method="tools/call", tool="lookup"))
+    assert (writer.queued, writer.spilled, writer.dropped) == (4, 6, 0)
+    await writer.drain()
+    await writer.drain()  # nothing left: a second pass writes nothing twice
+    ids, counted = await _stored(store)
+    calls = await store.tool_call_records(limit=100)
+    assert sorted(ids) == [f"req_{i}" for i in range(5)] and counted == 5
+    assert sorted(c["id"] for c in calls) == [f"call_{i}" for i in range(5)]
+    assert {c["tool"] for c in calls} == {"lookup"} and writer.written == 10
+    # A replay that meets rows already stored (a crash mid-replay) skips them in both tables.
+    rows = [
+        {**ToolCallRecord(id="call_0", created_at=1.0, method="tools/call").to_row(), TOOL_CALL_MARK: True}
+    ]
+    assert await store.insert_request_records([*rows, record(0).to_row()], dedupe=True) == 0
+    await writer.close()
     await store.close()
