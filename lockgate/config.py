@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from lockgate.errors import LockgateError
 from lockgate.governance.specs import BudgetSpec, PolicySpec, RateLimitSpec
 from lockgate.guardrails.definition import AttachmentConfig, GuardrailConfig
-from lockgate.mcp.specs import McpAccessRuleConfig, McpServerConfig
+from lockgate.mcp.specs import McpAccessRuleConfig, McpServerConfig, McpToolPolicyConfig
 from lockgate.providers.base import Credential, get_provider, provider_names
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -149,6 +149,8 @@ class FileConfig(BaseModel):
     # MCP servers and who may use their tools (mcp/specs.py).
     mcp_servers: list[McpServerConfig] = Field(default_factory=list)
     mcp_access_rules: list[McpAccessRuleConfig] = Field(default_factory=list)
+    # Action policies on tools/call: CEL conditions -> allow | deny | require_approval.
+    mcp_tool_policies: list[McpToolPolicyConfig] = Field(default_factory=list)
 
 
 def _interpolate(value: Any) -> Any:

@@ -147,6 +147,7 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
         api_limits,
         api_logs,
         api_mcp,
+        api_mcp_policies,
         api_objects,
         api_users,
         api_workspaces,
@@ -174,6 +175,7 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
         api_limits,
         api_logs,
         api_mcp,
+        api_mcp_policies,
     ):
         app.include_router(module.router, prefix=PREFIX)
     return app

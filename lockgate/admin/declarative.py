@@ -35,6 +35,7 @@ from lockgate.store.control import (
     INTEGRATION,
     MCP_ACCESS_RULE,
     MCP_SERVER,
+    MCP_TOOL_POLICY,
     MODEL_ALIAS,
     RATE_LIMIT,
     ROUTE_CONFIG,
@@ -162,7 +163,7 @@ class _Applier:
         await self._limits(config)
         from lockgate.admin.declarative_mcp import apply_mcp
 
-        await apply_mcp(self, config.mcp_servers, config.mcp_access_rules)
+        await apply_mcp(self, config.mcp_servers, config.mcp_access_rules, config.mcp_tool_policies)
         if self.source == "file":
             await self._prune()
 
@@ -263,6 +264,7 @@ class _Applier:
 
     async def _prune(self) -> None:
         for kind in (
+            MCP_TOOL_POLICY,
             MCP_ACCESS_RULE,
             MCP_SERVER,
             GUARDRAIL_ATTACHMENT,

@@ -9,15 +9,26 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lockgate.errors import BadRequest
-from lockgate.mcp.specs import RULE_COLUMNS, McpAccessRuleConfig, McpServerConfig, server_values
-from lockgate.store.control import API_KEY, MCP_ACCESS_RULE, MCP_SERVER, ControlState
+from lockgate.mcp.specs import (
+    POLICY_COLUMNS,
+    RULE_COLUMNS,
+    McpAccessRuleConfig,
+    McpServerConfig,
+    McpToolPolicyConfig,
+    policy_values,
+    server_values,
+)
+from lockgate.store.control import API_KEY, MCP_ACCESS_RULE, MCP_SERVER, MCP_TOOL_POLICY, ControlState
 
 if TYPE_CHECKING:
     from lockgate.admin.declarative import _Applier
 
 
 async def apply_mcp(
-    applier: _Applier, servers: list[McpServerConfig], rules: list[McpAccessRuleConfig]
+    applier: _Applier,
+    servers: list[McpServerConfig],
+    rules: list[McpAccessRuleConfig],
+    policies: list[McpToolPolicyConfig],
 ) -> None:
     for i, item in enumerate(servers):
         where = f"mcp_servers.{i}"
@@ -58,6 +69,19 @@ async def apply_mcp(
             **{c: getattr(rule, c) for c in RULE_COLUMNS},
         }
         await applier._upsert(MCP_ACCESS_RULE, rule.name, {"name": rule.name}, values)
+    for i, policy in enumerate(policies):
+        where = f"mcp_tool_policies.{i}"
+        scope = await _scope(applier, policy.workspace, policy.key, where)
+        values = {**policy_values(policy), **scope}
+        await applier._upsert(MCP_TOOL_POLICY, policy.name, {"name": policy.name}, values)
+
+
+async def _scope(applier: _Applier, workspace: str, key: str | None, where: str) -> dict[str, str]:
+    workspace_id = applier._workspace(workspace, f"{where}.workspace") or ""
+    if key is None:
+        return {"scope_type": "workspace", "scope_id": workspace_id, "workspace_id": workspace_id}
+    key_id = await _key_id(applier, f"{workspace}/{key}", f"{where}.key")
+    return {"scope_type": "key", "scope_id": key_id, "workspace_id": workspace_id}
 
 
 async def _key_id(applier: _Applier, ref: str, param: str) -> str:
@@ -109,4 +133,16 @@ def export_mcp(state: ControlState, ws_names: dict[str, str]) -> dict[str, list[
             rule["key"] = keys[row["scope_id"]].rpartition("/")[2]
         rule.update({c: row[c] for c in RULE_COLUMNS if row[c] is not None})
         rules.append(rule)
-    return {"mcp_servers": servers, "mcp_access_rules": rules}
+    policies = []
+    for row in state.mcp_tool_policies:
+        policy: dict[str, Any] = {
+            "name": row["name"],
+            "workspace": ws_names.get(row["workspace_id"], "default"),
+        }
+        if row["scope_type"] == "key" and row["scope_id"] in keys:
+            policy["key"] = keys[row["scope_id"]].rpartition("/")[2]
+        if row["when_expr"] is not None:
+            policy["when"] = row["when_expr"]
+        policy.update({c: row[c] for c in POLICY_COLUMNS})
+        policies.append(policy)
+    return {"mcp_servers": servers, "mcp_access_rules": rules, "mcp_tool_policies": policies}

@@ -149,7 +149,7 @@ def build_snapshot(
             state.usage_policies,
             workers=limit_divisor,
         ),
-        mcp=build_registry(state.mcp_servers, state.mcp_access_rules, secrets),
+        mcp=build_registry(state.mcp_servers, state.mcp_access_rules, secrets, state.mcp_tool_policies),
         body_logging=frozenset(w["id"] for w in state.workspaces if w.get("log_bodies")),
     )
 

@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from lockgate.admin.snapshot import Snapshot
+from lockgate.mcp.approvals import ApprovalQueue
 from lockgate.mcp.jsonrpc import McpError
 from lockgate.mcp.proxy import McpProxy
 from lockgate.mcp.session_codec import SessionCodec
@@ -30,6 +31,8 @@ class McpGateway(McpProxy):
             )
         with contextlib.suppress(RuntimeError):  # no running loop yet: the first snapshot
             self.pool.sync(snapshot.mcp)
+            if self.approvals is not None:
+                self.approvals.notice()  # a decision on a held call comes as a config change
 
     async def discover(self, name: str, version: str) -> dict[str, Any]:
         """The tools a registered server exposes, from this worker's cache (fetched when cold)."""
@@ -66,4 +69,6 @@ def build_mcp_proxy(lockgate: Lockgate) -> McpGateway:
         codec=SessionCodec(lockgate.plane.secrets.primary),
         record=lockgate.writer.put,
         max_body_bytes=settings.max_body_bytes,
+        # A decision is a config change; the admin context publishes it (lockgate/admin/app.py).
+        approvals=ApprovalQueue(lockgate.plane.control, lambda version: lockgate._admin_ctx.changed(version)),
     )

@@ -33,8 +33,15 @@ KILLED = -32032
 UPSTREAM_ERROR = -32033
 UNKNOWN_SERVER = -32034
 PIN_CHANGED = -32035
+APPROVAL_REJECTED = -32036  # a require_approval policy: an admin said no
+APPROVAL_TIMEOUT = -32037  # ... nobody decided in time
+APPROVAL_PENDING_LIMIT = -32038  # ... too many calls already wait on this worker
+RATE_LIMITED = -32039  # a per-tool rate limit
 
 __all__ = [
+    "APPROVAL_PENDING_LIMIT",
+    "APPROVAL_REJECTED",
+    "APPROVAL_TIMEOUT",
     "DISABLED",
     "FORBIDDEN",
     "HEADER_MISMATCH",
@@ -45,6 +52,7 @@ __all__ = [
     "METHOD_NOT_FOUND",
     "PARSE_ERROR",
     "PIN_CHANGED",
+    "RATE_LIMITED",
     "REQUEST_TIMEOUT",
     "UNKNOWN_SERVER",
     "UNSUPPORTED_PROTOCOL_VERSION",
@@ -55,6 +63,19 @@ __all__ = [
     "parse_message",
     "result_body",
 ]
+
+
+_DENIED = frozenset(
+    (
+        FORBIDDEN,
+        PIN_CHANGED,
+        DISABLED,
+        APPROVAL_REJECTED,
+        APPROVAL_TIMEOUT,
+        APPROVAL_PENDING_LIMIT,
+        RATE_LIMITED,
+    )
+)
 
 
 class McpError(Exception):
@@ -72,9 +93,9 @@ class McpError(Exception):
     @property
     def status_name(self) -> str:
         """The tool-call record's status for this error."""
-        return {FORBIDDEN: "denied", PIN_CHANGED: "denied", DISABLED: "denied", KILLED: "killed"}.get(
-            self.code, "timeout" if self.code == REQUEST_TIMEOUT else "error"
-        )
+        if self.code in _DENIED:
+            return "denied"
+        return {KILLED: "killed"}.get(self.code, "timeout" if self.code == REQUEST_TIMEOUT else "error")
 
 
 @dataclass(slots=True)

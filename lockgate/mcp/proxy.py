@@ -3,7 +3,8 @@
 POST: read -> parse JSON-RPC -> authenticate (Lockgate key) -> era (2026-07-28 per-request
 envelope, or the handshake era with a composite session) -> routing headers agree with
 the body -> session -> dispatch (answered here, merged lists, or one routed call:
-policy, pins, the upstream call under the kill switch) -> record. GET opens the
+access rules, pins, action policies (deny, or wait for approval), the upstream call under the
+kill switch) -> record. GET opens the
 handshake era's server stream; DELETE ends a session and the upstream sessions in it.
 Answers are JSON; errors are JSON-RPC errors, never a bare 500.
 """
@@ -24,8 +25,11 @@ from lockgate.admin.snapshot import Snapshot
 from lockgate.errors import AuthenticationFailed, BodyTooLarge
 from lockgate.governance.auth import Authenticator, Principal
 from lockgate.mcp import methods
+from lockgate.mcp.action_policy import decide
+from lockgate.mcp.approvals import ApprovalQueue
 from lockgate.mcp.calls import InFlight, redact
 from lockgate.mcp.jsonrpc import (
+    FORBIDDEN,
     HEADER_MISMATCH,
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -69,6 +73,7 @@ class McpProxy:
         codec: SessionCodec,
         record: Callable[[ToolCallRecord], None],
         max_body_bytes: int,
+        approvals: ApprovalQueue | None = None,
     ) -> None:
         self.auth = auth
         self.snapshot = snapshot
@@ -76,6 +81,7 @@ class McpProxy:
         self.codec = codec
         self.record = record
         self.max_body_bytes = max_body_bytes
+        self.approvals = approvals
         self.in_flight = InFlight()
         self.closing = asyncio.Event()
 
@@ -261,6 +267,7 @@ class McpProxy:
             if method == "tools/call":
                 cached = self.pool.cached(server)
                 methods.pin_verdict(ctx, server, inner, cached.hashes.get(inner) if cached else None)
+                await self._action_policies(ctx, server, inner, params.get("arguments") or {})
             forwarded = _strip_meta(methods.unprefixed_params(ctx, method, params, inner))
             call = self.pool.get(server).request(
                 method, forwarded, timeout_s=server.timeout_s, session=ctx.upstream_session(server)
@@ -283,6 +290,39 @@ class McpProxy:
             record.latency_ms = (time.time() - started) * 1000
             record.verdicts = ctx.verdicts or None
             self.record(record)
+
+    async def _action_policies(
+        self, ctx: methods.CallContext, server: McpServer, tool: str, args: dict[str, Any]
+    ) -> None:
+        """The first action policy that matches decides: allow, deny, or hold for approval."""
+        principal = ctx.principal
+        policies = ctx.registry.policies_for(principal.workspace_id, principal.key_id)
+        if not policies:
+            return
+        who = {
+            "key": principal.key_id,
+            "key_name": principal.key_name,
+            "workspace": principal.workspace_id,
+            "metadata": dict(principal.metadata),
+        }
+        decision = decide(policies, server=server.name, tool=tool, args=args, principal=who)
+        if decision.policy is None:
+            return
+        verdict = decision.verdict
+        ctx.verdicts.append(verdict)
+        name = decision.policy.name
+        if decision.action == "deny":
+            why = f" (its condition could not be evaluated: {decision.error})" if decision.error else ""
+            raise McpError(FORBIDDEN, f"Denied by the tool policy {name!r}{why}.", {"policy": name})
+        if decision.action == "require_approval":
+            if self.approvals is None:
+                raise McpError(
+                    FORBIDDEN, f"The tool policy {name!r} needs an approval queue.", {"policy": name}
+                )
+            verdict["approval"] = await self.approvals.wait(
+                decision.policy, principal, server.name, tool, redact(args)
+            )
+            verdict["verdict"] = "approved"
 
     # -- GET and DELETE (handshake era) ------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from types import MappingProxyType
 import orjson
 
 from lockgate.governance.secrets import SecretBox, SecretKeyError
+from lockgate.mcp.action_policy import ConditionError, ToolPolicy, build_policy
 from lockgate.store.control import Row
 
 log = logging.getLogger("lockgate.mcp")
@@ -75,6 +76,7 @@ class McpRegistry:
     by_address: Mapping[str, McpServer] = field(default_factory=dict)  # "name@version"
     latest: Mapping[str, McpServer] = field(default_factory=dict)  # "name"
     rules: Mapping[tuple[str, str], tuple[AccessRule, ...]] = field(default_factory=dict)
+    policies: Mapping[tuple[str, str], tuple[ToolPolicy, ...]] = field(default_factory=dict)
 
     def resolve(self, address: str) -> McpServer | None:
         return self.by_address.get(address) if "@" in address else self.latest.get(address)
@@ -86,12 +88,18 @@ class McpRegistry:
     def rules_for(self, workspace_id: str, key_id: str) -> tuple[AccessRule, ...]:
         return self.rules.get(("workspace", workspace_id), ()) + self.rules.get(("key", key_id), ())
 
+    def policies_for(self, workspace_id: str, key_id: str) -> tuple[ToolPolicy, ...]:
+        """Action policies in the order they are tried: the workspace's, then the key's."""
+        return self.policies.get(("workspace", workspace_id), ()) + self.policies.get(("key", key_id), ())
+
     @property
     def all_servers(self) -> Iterable[McpServer]:
         return self.by_address.values()
 
 
-def build_registry(servers: list[Row], rules: list[Row], secrets: SecretBox) -> McpRegistry:
+def build_registry(
+    servers: list[Row], rules: list[Row], secrets: SecretBox, policies: list[Row] | None = None
+) -> McpRegistry:
     by_address: dict[str, McpServer] = {}
     latest: dict[str, McpServer] = {}
     for row in servers:
@@ -119,7 +127,24 @@ def build_registry(servers: list[Row], rules: list[Row], secrets: SecretBox) -> 
         by_address=MappingProxyType(by_address),
         latest=MappingProxyType(latest),
         rules=MappingProxyType({k: tuple(v) for k, v in grouped.items()}),
+        policies=MappingProxyType(_policies(policies or [])),
     )
+
+
+def _policies(rows: list[Row]) -> dict[tuple[str, str], tuple[ToolPolicy, ...]]:
+    grouped: dict[tuple[str, str], list[ToolPolicy]] = {}
+    for row in sorted(rows, key=lambda r: (r["created_at"], r["id"])):
+        try:
+            policy = build_policy(row)
+        except ConditionError as exc:  # validated on write; only a hand-edited row gets here
+            if row["action"] == "allow":
+                log.error("MCP tool policy %s skipped: %s", row["name"], exc)
+                continue
+            # A guard that cannot be read fails closed: it denies every call it names.
+            log.error("MCP tool policy %s denies every call it names: %s", row["name"], exc)
+            policy = build_policy({**row, "when_expr": None, "action": "deny"})
+        grouped.setdefault((policy.scope_type, policy.scope_id), []).append(policy)
+    return {k: tuple(v) for k, v in grouped.items()}
 
 
 def _patterns(value: list[str] | None) -> tuple[str, ...] | None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lockgate.mcp.action_policy import compile_condition
 from lockgate.mcp.registry import NAME_PATTERN
 
 Transport = Literal["streamable_http", "sse", "stdio"]
@@ -95,4 +96,40 @@ class McpServerConfig(McpServerSpec):
 
 class McpAccessRuleConfig(McpAccessRuleSpec):
     workspace: str = Field(description="The workspace the rule applies to (by name).")
+    key: str | None = Field(None, description="Only this key of the workspace (by name).")
+
+
+class McpToolPolicySpec(BaseModel):
+    """An action policy on tools/call (mcp/action_policy.py); ``when`` is compiled on write."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
+    server: str = Field("*", min_length=1, max_length=200, description="fnmatch over server names.")
+    tool: str = Field("*", min_length=1, max_length=200, description="fnmatch over the server's tools.")
+    when: str | None = Field(
+        None,
+        max_length=4000,
+        description='CEL over tool, server, args, principal, e.g. "args.amount > 100"; unset: always.',
+    )
+    action: Literal["allow", "deny", "require_approval"] = "deny"
+    approval_timeout_s: int = Field(300, ge=1, le=86_400, description="How long a call waits.")
+
+    @field_validator("when")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            compile_condition(value)  # ConditionError is a ValueError: a 400 naming ``when``
+        return value
+
+
+POLICY_COLUMNS = ("server", "tool", "action", "approval_timeout_s")
+
+
+def policy_values(spec: McpToolPolicySpec) -> dict[str, Any]:
+    return {"name": spec.name, "when_expr": spec.when, **{c: getattr(spec, c) for c in POLICY_COLUMNS}}
+
+
+class McpToolPolicyConfig(McpToolPolicySpec):
+    workspace: str = Field(description="The workspace the policy applies to (by name).")
     key: str | None = Field(None, description="Only this key of the workspace (by name).")

@@ -40,7 +40,9 @@ from lockgate.store.tables import (
     guardrails,
     integrations,
     mcp_access_rules,
+    mcp_approvals,
     mcp_servers,
+    mcp_tool_policies,
     model_aliases,
     organizations,
     rate_limits,
@@ -77,6 +79,8 @@ RATE_LIMIT = Kind("rate_limit", rate_limits, "rl", workspace_column="workspace_i
 USAGE_POLICY = Kind("usage_policy", usage_policies, "pol", workspace_column="workspace_id")
 MCP_SERVER = Kind("mcp_server", mcp_servers, "mcp", frozenset({"secret_ciphertext"}), "workspace_id")
 MCP_ACCESS_RULE = Kind("mcp_access_rule", mcp_access_rules, "mar", workspace_column="workspace_id")
+MCP_TOOL_POLICY = Kind("mcp_tool_policy", mcp_tool_policies, "mtp", workspace_column="workspace_id")
+MCP_APPROVAL = Kind("mcp_approval", mcp_approvals, "apr", workspace_column="workspace_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +117,7 @@ class ControlState:
     usage_policies: list[Row] = field(default_factory=list)
     mcp_servers: list[Row] = field(default_factory=list)
     mcp_access_rules: list[Row] = field(default_factory=list)
+    mcp_tool_policies: list[Row] = field(default_factory=list)
 
 
 def new_id(prefix: str) -> str:
@@ -217,6 +222,7 @@ class ControlStore:
                     usage_policies=await rows(usage_policies),
                     mcp_servers=await rows(mcp_servers),
                     mcp_access_rules=await rows(mcp_access_rules),
+                    mcp_tool_policies=await rows(mcp_tool_policies),
                 )
 
     @asynccontextmanager

@@ -469,3 +469,41 @@ tool_calls = Table(
     Index("ix_tool_calls_created_at", "created_at"),
     Index("ix_tool_calls_server_tool", "server", "tool"),
 )
+
+# Action policies on tools/call (mcp/action_policy.py): for a workspace or one key, server and tool
+# patterns, a CEL condition (``when``; null: always) and what a match does: allow, deny or
+# require_approval. Tried in creation order; the first match decides.
+mcp_tool_policies = Table(
+    "mcp_tool_policies",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("scope_type", String(16), nullable=False),  # workspace | key
+    Column("scope_id", String(40), nullable=False),
+    Column("workspace_id", String(40), ForeignKey("workspaces.id")),
+    Column("server", String(200), nullable=False),  # fnmatch over server names
+    Column("tool", String(200), nullable=False),  # fnmatch over the server's tool names
+    Column("when_expr", Text),
+    Column("action", String(24), nullable=False),  # allow | deny | require_approval
+    Column("approval_timeout_s", Integer, nullable=False),
+    *_tracked(),
+)
+
+# Calls waiting for a human: created by the worker holding the call, decided through the admin API.
+# Both are audited config changes, so a decision reaches the waiting worker with the snapshot notice.
+mcp_approvals = Table(
+    "mcp_approvals",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("policy", String(100), nullable=False),
+    Column("workspace_id", String(40)),
+    Column("key_id", String(64), nullable=False),
+    Column("server", String(64), nullable=False),
+    Column("tool", String(200), nullable=False),
+    Column("arguments", JSON),  # PII-redacted
+    Column("status", String(16), nullable=False),  # pending | approved | rejected | expired
+    Column("expires_at", Float, nullable=False),
+    Column("decided_by", String(200)),
+    Column("reason", Text),
+    *_tracked(),
+)

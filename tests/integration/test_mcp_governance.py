@@ -1,0 +1,181 @@
+"""Agent governance on tools/call, end to end with the official mcp client: action policies in CEL
+(allow, deny naming the policy, hold for approval through the admin API), against the mock server."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from lockgate.mcp import jsonrpc
+from tests.gateway_harness import GatewayThread
+from tests.integration.mcp_kit import BOB, MockMcpThread, mcp_config
+from tests.integration.test_mcp_gateway import ADMIN, MODES, admin, client
+
+POLICIES = [
+    {
+        "name": "refund-cap",
+        "workspace": "default",
+        "tool": "issue_refund",
+        "when": "args.amount > 100",
+        "action": "deny",
+    },
+    {
+        "name": "refund-review",
+        "workspace": "default",
+        "tool": "issue_refund",
+        "when": "args.amount > 50",
+        "action": "require_approval",
+        "approval_timeout_s": 60,
+    },
+    {
+        "name": "mail-inside",
+        "workspace": "default",
+        "server": "orders",
+        "tool": "send_email",
+        "when": '!args.to.endsWith("@example.com")',
+        "action": "deny",
+    },
+    {
+        "name": "lookup-review",
+        "workspace": "default",
+        "tool": "lookup_order",
+        "when": 'args.order_id == "A-1002" && principal.key_name == "alice"',
+        "action": "require_approval",
+        "approval_timeout_s": 1,
+    },
+]
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayThread]:
+    with MockMcpThread() as mock:
+        config = {**mcp_config(mock.url), "mcp_tool_policies": POLICIES}
+        with GatewayThread(
+            tmp_path_factory.mktemp("mcp-gov"), config, admin_key=ADMIN, mcp_stdio_commands=sys.executable
+        ) as gateway:
+            yield gateway
+
+
+async def _refused(gw: GatewayThread, mode: str, tool: str, args: dict[str, Any]) -> MCPError:
+    async with client(gw, "/mcp/orders", mode) as mcp:
+        with pytest.raises(MCPError) as caught:
+            await mcp.call_tool(tool, args)
+    return caught.value
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_refunds_above_the_cap_are_denied_naming_the_policy(gw: GatewayThread, mode: str) -> None:
+    error = await _refused(gw, mode, "issue_refund", {"order_id": "A-1001", "amount": 150})
+    assert error.code == jsonrpc.FORBIDDEN
+    assert "refund-cap" in error.error.message
+    async with client(gw, "/mcp/orders", mode) as mcp:
+        small = await mcp.call_tool("issue_refund", {"order_id": "A-1001", "amount": 20})
+    assert small.structured_content == {"order_id": "A-1001", "refunded": 20.0, "status": "refunded"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_email_outside_the_domain_is_denied(gw: GatewayThread, mode: str) -> None:
+    error = await _refused(gw, mode, "send_email", {"to": "x@evil.test", "subject": "hi"})
+    assert error.code == jsonrpc.FORBIDDEN and "mail-inside" in error.error.message
+    async with client(gw, "/mcp", mode) as mcp:
+        sent = await mcp.call_tool("orders__send_email", {"to": "bo@example.com", "subject": "hi"})
+        with pytest.raises(MCPError) as caught:  # the aggregate applies the same policy
+            await mcp.call_tool("orders__send_email", {"to": "bo@example.com.evil.test", "subject": "x"})
+    assert not sent.is_error
+    assert "mail-inside" in caught.value.error.message
+
+
+async def test_a_condition_that_cannot_be_evaluated_fails_closed(gw: GatewayThread) -> None:
+    error = await _refused(gw, "auto", "send_email", {"subject": "no recipient"})
+    assert error.code == jsonrpc.FORBIDDEN
+    assert "mail-inside" in error.error.message and "could not be evaluated" in error.error.message
+
+
+def async_admin(gw: GatewayThread) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=gw.url + "/admin/v1", headers={"authorization": f"Bearer {ADMIN}"}, timeout=10
+    )
+
+
+async def _pending(api: httpx.AsyncClient, tool: str) -> dict[str, Any]:
+    for _ in range(400):
+        rows = (await api.get("/mcp/approvals", params={"status": "pending"})).json()["data"]
+        mine = [r for r in rows if r["tool"] == tool]
+        if mine:
+            return mine[0]
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"no pending approval for {tool}")
+
+
+@pytest.mark.parametrize("verdict", ["approve", "reject"])
+async def test_a_held_refund_waits_for_an_admin(gw: GatewayThread, verdict: str) -> None:
+    async with client(gw, "/mcp/orders", "auto") as mcp:
+        call = asyncio.ensure_future(mcp.call_tool("issue_refund", {"order_id": "A-1002", "amount": 80}))
+        async with async_admin(gw) as api:
+            held = await _pending(api, "issue_refund")
+            assert held["policy"] == "refund-review" and held["arguments"]["amount"] == 80
+            assert not call.done()  # held, not answered
+            decided = await api.post(f"/mcp/approvals/{held['id']}/{verdict}", json={"reason": "checked"})
+            assert decided.status_code == 200, decided.text
+            again = await api.post(f"/mcp/approvals/{held['id']}/approve")
+            assert again.status_code == 409  # decided once
+        if verdict == "approve":
+            result = await call
+            assert result.structured_content["refunded"] == 80.0
+        else:
+            with pytest.raises(MCPError) as caught:
+                await call
+            assert caught.value.code == jsonrpc.APPROVAL_REJECTED
+            assert "checked" in caught.value.error.message
+    with admin(gw) as api:
+        trail = api.get("/audit", params={"object_id": held["id"]}).json()["data"]
+    assert {"mcp_approval.request", f"mcp_approval.{verdict}"} <= {entry["action"] for entry in trail}
+
+
+async def test_an_undecided_call_times_out_and_is_not_made(gw: GatewayThread) -> None:
+    error = await _refused(gw, "legacy", "lookup_order", {"order_id": "A-1002"})
+    assert error.code == jsonrpc.APPROVAL_TIMEOUT and "lookup-review" in error.error.message
+    with admin(gw) as api:
+        rows = api.get("/mcp/approvals", params={"status": "expired"}).json()["data"]
+    assert any(r["policy"] == "lookup-review" for r in rows)
+    records = gw.run(gw.app.store.tool_call_records(limit=200, server="orders", tool="lookup_order"))
+    timed_out = [r for r in records if r["error_code"] == jsonrpc.APPROVAL_TIMEOUT]
+    assert timed_out and timed_out[0]["status"] == "denied"
+    assert timed_out[0]["verdicts"][-1]["policy"] == "lookup-review"
+
+
+async def test_policies_through_the_admin_api(gw: GatewayThread) -> None:
+    with admin(gw) as api:
+        bad = api.post(
+            "/mcp/tool-policies",
+            json={"name": "broken", "scope_type": "workspace", "scope_id": "ws_default", "when": "args.x >"},
+        )
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "when"
+        key_id = next(k["id"] for k in api.get("/keys").json()["data"] if k["name"] == "bob")
+        made = api.post(
+            "/mcp/tool-policies",
+            json={
+                "name": "bob-no-lookups",
+                "scope_type": "key",
+                "scope_id": key_id,
+                "tool": "lookup_*",
+                "action": "deny",
+            },
+        )
+        assert made.status_code == 201, made.text
+    async with client(gw, "/mcp/orders", "auto", key=BOB) as mcp:
+        with pytest.raises(MCPError) as caught:
+            await mcp.call_tool("lookup_order", {"order_id": "A-1001"})
+        assert "bob-no-lookups" in caught.value.error.message
+    with admin(gw) as api:
+        gone = api.delete(f"/mcp/tool-policies/{made.json()['id']}")
+        assert gone.status_code == 200
+    async with client(gw, "/mcp/orders", "auto", key=BOB) as mcp:
+        ok = await mcp.call_tool("lookup_order", {"order_id": "A-1001"})
+    assert ok.structured_content["status"] == "shipped"
