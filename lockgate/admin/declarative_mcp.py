@@ -15,6 +15,7 @@ from lockgate.mcp.specs import (
     McpAccessRuleConfig,
     McpServerConfig,
     McpToolPolicyConfig,
+    limit_of,
     policy_values,
     server_values,
 )
@@ -144,5 +145,7 @@ def export_mcp(state: ControlState, ws_names: dict[str, str]) -> dict[str, list[
         if row["when_expr"] is not None:
             policy["when"] = row["when_expr"]
         policy.update({c: row[c] for c in POLICY_COLUMNS})
+        if limit_of(row) is not None:
+            policy["limit"] = limit_of(row)
         policies.append(policy)
     return {"mcp_servers": servers, "mcp_access_rules": rules, "mcp_tool_policies": policies}

@@ -175,6 +175,12 @@ class Governor:
         gate.headers = _limit_headers(windows, admission.remaining)
         return gate
 
+    async def admit_windows(self, request_id: str, windows: tuple[WindowCheck, ...]) -> Admission:
+        """Count-only windows from outside the LLM pipeline (MCP per-tool limits): the same
+        counters, exact across processes on Redis, and the same rule when they are down."""
+        admission, _ = await self._admit(request_id, time.time(), 0.0, (), windows, ())
+        return admission
+
     async def _admit(
         self,
         request_id: str,

@@ -10,9 +10,11 @@ A policy matches a call when its server and tool patterns (fnmatch) match and it
 
 Policies of the caller's workspace, then of its key, are tried in creation order; the first
 that matches decides: ``allow`` (later policies are not tried), ``deny`` (a JSON-RPC error
-naming the policy) or ``require_approval``. No match allows. A condition that fails to
-evaluate (a missing argument, a type mismatch) counts as a match: a guard that cannot be
-checked fails closed, and the verdict says why.
+naming the policy) or ``require_approval``. No match allows. ``limit`` policies decide nothing:
+every one that matches counts the call against its window (``limit_calls`` per ``limit_window``
+per key or workspace) on the shared counters, and a call past it is refused naming the policy.
+A condition that fails to evaluate (a missing argument, a type mismatch) counts as a match:
+a guard that cannot be checked fails closed, and the verdict says why.
 
 CEL comes from ``cel-python`` (pure Python, no ``eval``): conditions can read the variables
 above and call CEL's standard functions, nothing else.
@@ -27,7 +29,8 @@ from typing import Any, Literal
 
 import celpy
 
-Action = Literal["allow", "deny", "require_approval"]
+Action = Literal["allow", "deny", "require_approval", "limit"]
+WINDOWS = {"minute": 60.0, "hour": 3600.0, "day": 86400.0}
 
 _ENV = celpy.Environment()
 
@@ -54,6 +57,9 @@ class ToolPolicy:
     when: str | None
     action: Action
     approval_timeout_s: float
+    limit_calls: int | None = None
+    limit_window: str | None = None  # minute | hour | day
+    limit_by: str | None = None  # key | workspace
     program: Any = field(default=None, repr=False, compare=False)  # the compiled ``when``; None: always
 
     def applies_to(self, server: str, tool: str) -> bool:
@@ -90,8 +96,35 @@ def build_policy(row: Mapping[str, Any]) -> ToolPolicy:
         when=when,
         action=row["action"],
         approval_timeout_s=float(row["approval_timeout_s"]),
+        limit_calls=row.get("limit_calls"),
+        limit_window=row.get("limit_window"),
+        limit_by=row.get("limit_by"),
         program=compile_condition(when) if when else None,
     )
+
+
+class _Activation:
+    """The CEL variables of one call, converted once and only if a condition needs them."""
+
+    def __init__(self, server: str, tool: str, args: Mapping[str, Any], principal: Mapping[str, Any]):
+        self.plain = {"tool": tool, "server": server, "args": dict(args), "principal": dict(principal)}
+        self._cel: Any = None
+
+    def matches(self, policy: ToolPolicy) -> tuple[bool, str | None]:
+        """(matches, why the condition could not run): a condition that fails matches."""
+        if policy.program is None:
+            return True, None
+        if self._cel is None:
+            self._cel = celpy.json_to_cel(self.plain)
+        try:
+            result = policy.program.evaluate(self._cel)
+        except celpy.CELEvalError as exc:
+            return True, _eval_message(exc)
+        if isinstance(result, celpy.CELEvalError):
+            return True, _eval_message(result)
+        if not isinstance(result, bool | celpy.celtypes.BoolType):
+            return True, f"the condition gave {type(result).__name__}"
+        return bool(result), None
 
 
 def decide(
@@ -101,29 +134,23 @@ def decide(
     tool: str,
     args: Mapping[str, Any],
     principal: Mapping[str, Any],
-) -> Decision:
-    """The first policy that matches this call, as a decision; ``ALLOW`` when none does."""
-    activation: dict[str, Any] | None = None
+) -> tuple[Decision, tuple[ToolPolicy, ...]]:
+    """The first deciding policy that matches (``ALLOW`` when none does), and every ``limit``
+    policy that matches wherever it stands (an ``allow`` does not lift a limit)."""
+    activation = _Activation(server, tool, args, principal)
+    decision: Decision | None = None
+    limits: list[ToolPolicy] = []
     for policy in policies:
-        if not policy.applies_to(server, tool):
+        if not policy.applies_to(server, tool) or (decision is not None and policy.action != "limit"):
             continue
-        if policy.program is None:
-            return Decision(policy, policy.action)
-        if activation is None:
-            activation = celpy.json_to_cel(
-                {"tool": tool, "server": server, "args": dict(args), "principal": dict(principal)}
-            )
-        try:
-            result = policy.program.evaluate(activation)
-        except celpy.CELEvalError as exc:
-            return Decision(policy, policy.action, error=_eval_message(exc))
-        if isinstance(result, celpy.CELEvalError):
-            return Decision(policy, policy.action, error=_eval_message(result))
-        if not isinstance(result, bool | celpy.celtypes.BoolType):
-            return Decision(policy, policy.action, error=f"the condition gave {type(result).__name__}")
-        if result:
-            return Decision(policy, policy.action)
-    return ALLOW
+        matched, error = activation.matches(policy)
+        if not matched:
+            continue
+        if policy.action == "limit":
+            limits.append(policy)
+        else:
+            decision = Decision(policy, policy.action, error)
+    return decision or ALLOW, tuple(limits)
 
 
 def _eval_message(exc: Exception) -> str:

@@ -71,4 +71,5 @@ def build_mcp_proxy(lockgate: Lockgate) -> McpGateway:
         max_body_bytes=settings.max_body_bytes,
         # A decision is a config change; the admin context publishes it (lockgate/admin/app.py).
         approvals=ApprovalQueue(lockgate.plane.control, lambda version: lockgate._admin_ctx.changed(version)),
+        admit=lockgate.governor.admit_windows,  # per-tool limits on the LLM limits' counters
     )

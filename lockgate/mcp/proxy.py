@@ -16,16 +16,16 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
 from lockgate.admin.snapshot import Snapshot
-from lockgate.errors import AuthenticationFailed, BodyTooLarge
+from lockgate.errors import AuthenticationFailed, BodyTooLarge, LimitsUnavailable
 from lockgate.governance.auth import Authenticator, Principal
 from lockgate.mcp import methods
-from lockgate.mcp.action_policy import decide
+from lockgate.mcp.action_policy import WINDOWS, ToolPolicy, decide
 from lockgate.mcp.approvals import ApprovalQueue
 from lockgate.mcp.calls import InFlight, redact
 from lockgate.mcp.jsonrpc import (
@@ -34,6 +34,7 @@ from lockgate.mcp.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
+    RATE_LIMITED,
     UNKNOWN_SERVER,
     UNSUPPORTED_PROTOCOL_VERSION,
     McpError,
@@ -48,6 +49,7 @@ from lockgate.mcp.upstream.base import HANDSHAKE_VERSION, MODERN_VERSION
 from lockgate.mcp.upstreams import UpstreamPool
 from lockgate.server.http import read_body
 from lockgate.server.types import Receive, Scope, Send
+from lockgate.state.counters import Admission, WindowCheck
 from lockgate.telemetry.records import ToolCallRecord
 
 log = logging.getLogger("lockgate.mcp")
@@ -74,6 +76,7 @@ class McpProxy:
         record: Callable[[ToolCallRecord], None],
         max_body_bytes: int,
         approvals: ApprovalQueue | None = None,
+        admit: Callable[[str, tuple[WindowCheck, ...]], Awaitable[Admission]] | None = None,
     ) -> None:
         self.auth = auth
         self.snapshot = snapshot
@@ -82,6 +85,7 @@ class McpProxy:
         self.record = record
         self.max_body_bytes = max_body_bytes
         self.approvals = approvals
+        self.admit = admit
         self.in_flight = InFlight()
         self.closing = asyncio.Event()
 
@@ -267,7 +271,7 @@ class McpProxy:
             if method == "tools/call":
                 cached = self.pool.cached(server)
                 methods.pin_verdict(ctx, server, inner, cached.hashes.get(inner) if cached else None)
-                await self._action_policies(ctx, server, inner, params.get("arguments") or {})
+                await self._action_policies(ctx, server, inner, params.get("arguments") or {}, record.id)
             forwarded = _strip_meta(methods.unprefixed_params(ctx, method, params, inner))
             call = self.pool.get(server).request(
                 method, forwarded, timeout_s=server.timeout_s, session=ctx.upstream_session(server)
@@ -292,9 +296,10 @@ class McpProxy:
             self.record(record)
 
     async def _action_policies(
-        self, ctx: methods.CallContext, server: McpServer, tool: str, args: dict[str, Any]
+        self, ctx: methods.CallContext, server: McpServer, tool: str, args: dict[str, Any], call_id: str
     ) -> None:
-        """The first action policy that matches decides: allow, deny, or hold for approval."""
+        """The first action policy that matches decides: allow, deny, or hold for approval; every
+        matching limit counts the call (a denied call is not counted; a held one is, before it waits)."""
         principal = ctx.principal
         policies = ctx.registry.policies_for(principal.workspace_id, principal.key_id)
         if not policies:
@@ -305,8 +310,10 @@ class McpProxy:
             "workspace": principal.workspace_id,
             "metadata": dict(principal.metadata),
         }
-        decision = decide(policies, server=server.name, tool=tool, args=args, principal=who)
+        decision, limits = decide(policies, server=server.name, tool=tool, args=args, principal=who)
         if decision.policy is None:
+            if limits:
+                await self._tool_limits(ctx, limits, tool, call_id)
             return
         verdict = decision.verdict
         ctx.verdicts.append(verdict)
@@ -314,6 +321,8 @@ class McpProxy:
         if decision.action == "deny":
             why = f" (its condition could not be evaluated: {decision.error})" if decision.error else ""
             raise McpError(FORBIDDEN, f"Denied by the tool policy {name!r}{why}.", {"policy": name})
+        if limits:
+            await self._tool_limits(ctx, limits, tool, call_id)
         if decision.action == "require_approval":
             if self.approvals is None:
                 raise McpError(
@@ -323,6 +332,41 @@ class McpProxy:
                 decision.policy, principal, server.name, tool, redact(args)
             )
             verdict["verdict"] = "approved"
+
+    async def _tool_limits(
+        self, ctx: methods.CallContext, limits: tuple[ToolPolicy, ...], tool: str, call_id: str
+    ) -> None:
+        """One atomic counters call for every matching limit: all count the call, or none does."""
+        principal = ctx.principal
+        windows = []
+        for policy in limits:
+            assert policy.limit_calls is not None and policy.limit_window is not None
+            scope = principal.workspace_id if policy.limit_by == "workspace" else principal.key_id
+            key = f"mcp:{policy.name}:{policy.limit_by}:{scope}:{policy.limit_window}"
+            seconds = WINDOWS[policy.limit_window]
+            windows.append(WindowCheck(key, seconds, policy.limit_calls, 1, policy.name))
+        if self.admit is None:
+            raise McpError(RATE_LIMITED, "Tool rate limits apply but this gateway has no counters.")
+        try:
+            admission = await self.admit(call_id, tuple(windows))
+        except LimitsUnavailable as exc:
+            raise McpError(RATE_LIMITED, exc.message, {"limits": [p.name for p in limits]}) from None
+        refusal = admission.refusal
+        if refusal is None:
+            ctx.verdicts.extend(
+                {"check": "tool_limit", "limit": p.name, "verdict": "counted", "remaining": left}
+                for p, left in zip(limits, admission.remaining, strict=True)
+            )
+            return
+        policy = next(p for p in limits if p.name == refusal.ident)
+        ctx.verdicts.append({"check": "tool_limit", "limit": policy.name, "verdict": "deny"})
+        retry = f"; retry in {refusal.retry_after:.0f}s" if refusal.retry_after is not None else ""
+        raise McpError(
+            RATE_LIMITED,
+            f"Rate limit {policy.name!r} reached: at most {policy.limit_calls} {tool} calls per "
+            f"{policy.limit_window} per {policy.limit_by}{retry}.",
+            {"limit": policy.name, "retry_after": refusal.retry_after},
+        )
 
     # -- GET and DELETE (handshake era) ------------------------------------------------------------
 

@@ -99,6 +99,14 @@ class McpAccessRuleConfig(McpAccessRuleSpec):
     key: str | None = Field(None, description="Only this key of the workspace (by name).")
 
 
+class ToolLimit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    calls: int = Field(ge=1, le=10_000_000, description="Calls allowed in each window.")
+    per: Literal["minute", "hour", "day"] = Field(description="The sliding window.")
+    by: Literal["key", "workspace"] = Field("key", description="Whose calls are counted together.")
+
+
 class McpToolPolicySpec(BaseModel):
     """An action policy on tools/call (mcp/action_policy.py); ``when`` is compiled on write."""
 
@@ -112,8 +120,9 @@ class McpToolPolicySpec(BaseModel):
         max_length=4000,
         description='CEL over tool, server, args, principal, e.g. "args.amount > 100"; unset: always.',
     )
-    action: Literal["allow", "deny", "require_approval"] = "deny"
+    action: Literal["allow", "deny", "require_approval", "limit"] = "deny"
     approval_timeout_s: int = Field(300, ge=1, le=86_400, description="How long a call waits.")
+    limit: ToolLimit | None = Field(None, description='For action "limit": calls per window.')
 
     @field_validator("when")
     @classmethod
@@ -122,12 +131,32 @@ class McpToolPolicySpec(BaseModel):
             compile_condition(value)  # ConditionError is a ValueError: a 400 naming ``when``
         return value
 
+    @model_validator(mode="after")
+    def _limit_with_its_action(self) -> McpToolPolicySpec:
+        if (self.action == "limit") != (self.limit is not None):
+            raise ValueError('limit: set it exactly when action is "limit"')
+        return self
+
 
 POLICY_COLUMNS = ("server", "tool", "action", "approval_timeout_s")
 
 
 def policy_values(spec: McpToolPolicySpec) -> dict[str, Any]:
-    return {"name": spec.name, "when_expr": spec.when, **{c: getattr(spec, c) for c in POLICY_COLUMNS}}
+    limit = spec.limit
+    return {
+        "name": spec.name,
+        "when_expr": spec.when,
+        **{c: getattr(spec, c) for c in POLICY_COLUMNS},
+        "limit_calls": limit.calls if limit else None,
+        "limit_window": limit.per if limit else None,
+        "limit_by": limit.by if limit else None,
+    }
+
+
+def limit_of(row: dict[str, Any]) -> dict[str, Any] | None:
+    if row["limit_calls"] is None:
+        return None
+    return {"calls": row["limit_calls"], "per": row["limit_window"], "by": row["limit_by"]}
 
 
 class McpToolPolicyConfig(McpToolPolicySpec):

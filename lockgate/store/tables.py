@@ -472,7 +472,8 @@ tool_calls = Table(
 
 # Action policies on tools/call (mcp/action_policy.py): for a workspace or one key, server and tool
 # patterns, a CEL condition (``when``; null: always) and what a match does: allow, deny or
-# require_approval. Tried in creation order; the first match decides.
+# require_approval. Tried in creation order; the first match decides. ``limit`` policies decide
+# nothing: every one that matches counts the call.
 mcp_tool_policies = Table(
     "mcp_tool_policies",
     metadata,
@@ -484,8 +485,13 @@ mcp_tool_policies = Table(
     Column("server", String(200), nullable=False),  # fnmatch over server names
     Column("tool", String(200), nullable=False),  # fnmatch over the server's tool names
     Column("when_expr", Text),
-    Column("action", String(24), nullable=False),  # allow | deny | require_approval
+    Column("action", String(24), nullable=False),  # allow | deny | require_approval | limit
     Column("approval_timeout_s", Integer, nullable=False),
+    # action "limit": at most limit_calls matching calls per limit_window (minute | hour | day),
+    # counted per limit_by (key | workspace) on the shared counters (state/).
+    Column("limit_calls", Integer),
+    Column("limit_window", String(8)),
+    Column("limit_by", String(16)),
     *_tracked(),
 )
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 import httpx2
@@ -46,11 +47,13 @@ class Alternating(httpx2.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-def _cluster(tmp: Path, extra_env: dict[str, str]) -> Iterator[list[str]]:
+def _cluster(
+    tmp: Path, extra_env: dict[str, str], extra_config: dict[str, Any] | None = None
+) -> Iterator[list[str]]:
     mock_port = free_port()
     ports = [free_port(), free_port()]
     config = tmp / "lockgate.yaml"
-    config.write_text(yaml.safe_dump(mcp_config(f"http://127.0.0.1:{mock_port}")))
+    config.write_text(yaml.safe_dump({**mcp_config(f"http://127.0.0.1:{mock_port}"), **(extra_config or {})}))
     env = {
         **{k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")},
         "LOCKGATE_DATABASE_URL": f"sqlite:///{tmp / 'mcp.db'}",

@@ -1,5 +1,6 @@
 """Agent governance on tools/call, end to end with the official mcp client: action policies in CEL
-(allow, deny naming the policy, hold for approval through the admin API), against the mock server."""
+(allow, deny naming the policy, hold for approval through the admin API) and per-tool rate limits,
+against the mock server; the overnight refund agent is stopped by both."""
 
 from __future__ import annotations
 
@@ -17,7 +18,17 @@ from tests.gateway_harness import GatewayThread
 from tests.integration.mcp_kit import BOB, MockMcpThread, mcp_config
 from tests.integration.test_mcp_gateway import ADMIN, MODES, admin, client
 
+AGENT = "lg-mcp-agent-0123456789abcdef"  # the overnight refund agent, with an hourly refund limit
+
 POLICIES = [
+    {
+        "name": "agent-refunds-hourly",
+        "workspace": "default",
+        "key": "agent",
+        "tool": "issue_refund",
+        "action": "limit",
+        "limit": {"calls": 50, "per": "hour"},
+    },
     {
         "name": "refund-cap",
         "workspace": "default",
@@ -56,6 +67,7 @@ POLICIES = [
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayThread]:
     with MockMcpThread() as mock:
         config = {**mcp_config(mock.url), "mcp_tool_policies": POLICIES}
+        config["keys"].append({"name": "agent", "workspace": "default", "key": AGENT})
         with GatewayThread(
             tmp_path_factory.mktemp("mcp-gov"), config, admin_key=ADMIN, mcp_stdio_commands=sys.executable
         ) as gateway:
@@ -144,6 +156,7 @@ async def test_an_undecided_call_times_out_and_is_not_made(gw: GatewayThread) ->
     with admin(gw) as api:
         rows = api.get("/mcp/approvals", params={"status": "expired"}).json()["data"]
     assert any(r["policy"] == "lookup-review" for r in rows)
+    gw.run(gw.app.writer.flush())
     records = gw.run(gw.app.store.tool_call_records(limit=200, server="orders", tool="lookup_order"))
     timed_out = [r for r in records if r["error_code"] == jsonrpc.APPROVAL_TIMEOUT]
     assert timed_out and timed_out[0]["status"] == "denied"
@@ -179,3 +192,37 @@ async def test_policies_through_the_admin_api(gw: GatewayThread) -> None:
     async with client(gw, "/mcp/orders", "auto", key=BOB) as mcp:
         ok = await mcp.call_tool("lookup_order", {"order_id": "A-1001"})
     assert ok.structured_content["status"] == "shipped"
+
+
+async def test_the_overnight_refund_agent_is_stopped_by_the_cap_and_the_hourly_limit(
+    gw: GatewayThread,
+) -> None:
+    outcomes: list[str] = []
+    async with client(gw, "/mcp", "legacy", key=AGENT) as mcp:
+        for i in range(500):
+            amount = 500 if i % 10 == 9 else 20  # every tenth refund is above the cap
+            try:
+                result = await mcp.call_tool("orders__issue_refund", {"order_id": "A-1001", "amount": amount})
+            except MCPError as exc:
+                outcomes.append(f"{exc.code}:{exc.error.message}")
+            else:
+                assert result.structured_content["refunded"] == amount
+                outcomes.append("ok")
+    capped = [o for o in outcomes if o.startswith(f"{jsonrpc.FORBIDDEN}:") and "refund-cap" in o]
+    limited = [o for o in outcomes if o.startswith(f"{jsonrpc.RATE_LIMITED}:")]
+    assert outcomes.count("ok") == 50  # the hourly limit; denied calls are not counted against it
+    assert len(capped) == 50 and len(limited) == 400
+    assert "agent-refunds-hourly" in limited[0] and "50 issue_refund calls per hour per key" in limited[0]
+    gw.run(gw.app.writer.flush())
+    with admin(gw) as api:
+        agent_id = next(k["id"] for k in api.get("/keys").json()["data"] if k["name"] == "agent")
+    records = gw.run(gw.app.store.tool_call_records(limit=5000, server="orders", tool="issue_refund"))
+    mine = [r for r in records if r["key_id"] == agent_id]
+    assert len(mine) == 500  # every attempt, with its verdict
+    by_status = {s: sum(r["status"] == s for r in mine) for s in ("ok", "denied")}
+    assert by_status == {"ok": 50, "denied": 450}
+    limit_verdicts = [v for r in mine for v in r["verdicts"] or () if v["check"] == "tool_limit"]
+    assert sum(v["verdict"] == "deny" for v in limit_verdicts) == 400
+    assert sum(v["verdict"] == "counted" for v in limit_verdicts) == 50
+    cap_verdicts = [v for r in mine for v in r["verdicts"] or () if v.get("policy") == "refund-cap"]
+    assert len(cap_verdicts) == 50 and all(v["verdict"] == "deny" for v in cap_verdicts)

@@ -31,7 +31,7 @@ WHO = {"key": "k1", "key_name": "ci", "workspace": "ws", "metadata": {"team": "s
 
 
 def _decide(rows: list[dict[str, Any]], tool: str, args: dict[str, Any]) -> tuple[str, str | None]:
-    decision = decide(
+    decision, _ = decide(
         tuple(build_policy(r) for r in rows), server="orders", tool=tool, args=args, principal=WHO
     )
     return decision.action, decision.policy.name if decision.policy else None
@@ -56,7 +56,7 @@ def test_a_condition_that_cannot_run_matches() -> None:
     rows = [_row("mail", '!args.to.endsWith("@example.com")', "deny", tool="send_email")]
     assert _decide(rows, "send_email", {"to": "a@example.com"}) == ("allow", None)
     assert _decide(rows, "send_email", {"to": "a@evil.test"}) == ("deny", "mail")
-    decision = decide(
+    decision, _ = decide(
         tuple(build_policy(r) for r in rows), server="orders", tool="send_email", args={}, principal=WHO
     )
     assert decision.action == "deny" and decision.error and "to" in decision.error
@@ -81,3 +81,22 @@ def test_a_broken_stored_condition_denies_what_it_names() -> None:
     assert policy.action == "deny" and policy.program is None
     allow = build_registry([], [], None, [_row("lax", "args.x >", "allow")])  # type: ignore[arg-type]
     assert allow.policies_for("ws", "k1") == ()
+
+
+def test_every_matching_limit_counts_whatever_decides() -> None:
+    rows = [
+        _row("trusted", None, "allow", tool="issue_refund"),
+        _row("hourly", None, "limit", tool="issue_*", limit_calls=50, limit_window="hour", limit_by="key"),
+        _row("big-daily", "args.amount > 10", "limit", limit_calls=5, limit_window="day", limit_by="key"),
+    ]
+    policies = tuple(build_policy(r) for r in rows)
+    decision, limits = decide(policies, server="o", tool="issue_refund", args={"amount": 20}, principal=WHO)
+    assert decision.action == "allow" and [p.name for p in limits] == ["hourly", "big-daily"]
+    _, limits = decide(policies, server="o", tool="issue_refund", args={"amount": 2}, principal=WHO)
+    assert [p.name for p in limits] == ["hourly"]
+    _, limits = decide(policies, server="o", tool="lookup_order", args={"amount": 2}, principal=WHO)
+    assert limits == ()
+    with pytest.raises(ValueError, match="limit"):
+        McpToolPolicySpec(name="x", action="limit")
+    with pytest.raises(ValueError, match="limit"):
+        McpToolPolicySpec(name="x", action="deny", limit={"calls": 1, "per": "hour"})
