@@ -1,4 +1,5 @@
-"""/mcp/tool-policies and /mcp/approvals: action policies on tools/call and the calls waiting on a human.
+"""/mcp/tool-policies, /mcp/approvals and /mcp/servers/{id}/pins: action policies on tools/call, the
+calls waiting on a human, and the tool-definition pins an admin re-approves after a change.
 
 A workspace's admins write its policies (and its keys'); viewers read. Approving or rejecting a
 waiting call is an audited change like any other: it bumps the config version, and that notice
@@ -17,7 +18,16 @@ from lockgate.admin.rbac import Actor
 from lockgate.admin.schemas import Body
 from lockgate.errors import BadRequest, Conflict, NotFound
 from lockgate.mcp.specs import McpToolPolicySpec, policy_values
-from lockgate.store.control import API_KEY, MCP_APPROVAL, MCP_TOOL_POLICY, WORKSPACE, Change, Row
+from lockgate.store.control import (
+    API_KEY,
+    MCP_APPROVAL,
+    MCP_SERVER,
+    MCP_TOOL_PIN,
+    MCP_TOOL_POLICY,
+    WORKSPACE,
+    Change,
+    Row,
+)
 
 router = APIRouter()
 
@@ -148,3 +158,35 @@ async def decide_approval(
         row = await tx.update(MCP_APPROVAL, approval_id, values, action=verdict)
     await ctx.changed(tx.version)
     return one(MCP_APPROVAL, row)
+
+
+@router.get("/mcp/servers/{server_id}/pins", tags=["mcp"])
+async def list_pins(
+    server_id: str, ctx: Ctx, actor: Who, limit: Limit = 50, cursor: Cursor = None
+) -> dict[str, Any]:
+    """The pinned tool definitions of a server; ``status: changed`` ones await re-approval."""
+    await _own(ctx, MCP_SERVER, server_id, actor, "viewer")
+    result = await ctx.control.list(MCP_TOOL_PIN, equals={"server_id": server_id}, cursor=cursor, limit=limit)
+    return page(MCP_TOOL_PIN, result)
+
+
+@router.post("/mcp/servers/{server_id}/pins/{tool}/approve", tags=["mcp"])
+async def approve_pin(server_id: str, tool: str, ctx: Ctx, actor: Who, version: Version) -> dict[str, Any]:
+    """Pin what the upstream serves now; the audit record holds the old and the new definition."""
+    await _own(ctx, MCP_SERVER, server_id, actor, "admin")
+    async with ctx.control.change(actor.audit) as tx:
+        row = await tx.find(MCP_TOOL_PIN, server_id=server_id, tool=tool)
+        if row is None:
+            raise NotFound(f"No pin for the tool {tool!r} of this server.", param="tool")
+        if row["status"] != "changed":
+            raise Conflict(f"The definition of {tool!r} has not changed since it was approved.")
+        values = {
+            "hash": row["current_hash"],
+            "definition": row["current_definition"],
+            "status": "approved",
+            "current_hash": None,
+            "current_definition": None,
+        }
+        row = await tx.update(MCP_TOOL_PIN, row["id"], values, expected_version=version, action="approve")
+    await ctx.changed(tx.version)
+    return one(MCP_TOOL_PIN, row)

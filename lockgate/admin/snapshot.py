@@ -149,7 +149,13 @@ def build_snapshot(
             state.usage_policies,
             workers=limit_divisor,
         ),
-        mcp=build_registry(state.mcp_servers, state.mcp_access_rules, secrets, state.mcp_tool_policies),
+        mcp=build_registry(
+            state.mcp_servers,
+            state.mcp_access_rules,
+            secrets,
+            state.mcp_tool_policies,
+            state.mcp_tool_pins,
+        ),
         body_logging=frozenset(w["id"] for w in state.workspaces if w.get("log_bodies")),
     )
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from lockgate.admin.snapshot import Snapshot
 from lockgate.mcp.approvals import ApprovalQueue
 from lockgate.mcp.jsonrpc import McpError
+from lockgate.mcp.pins import PinBook
 from lockgate.mcp.proxy import McpProxy
 from lockgate.mcp.session_codec import SessionCodec
 from lockgate.mcp.upstreams import UpstreamPool
@@ -62,6 +63,12 @@ def build_mcp_proxy(lockgate: Lockgate) -> McpGateway:
         stdio_allow_list=settings.mcp_stdio_commands,
         refresh_s=settings.mcp_tools_refresh,
     )
+    pins = PinBook(
+        lockgate.plane.control,
+        lambda version: lockgate._admin_ctx.changed(version),
+        lambda: lockgate.snapshots.current.mcp,
+    )
+    pool.on_listing = pins.observe
     return McpGateway(
         auth=lockgate.auth,
         snapshot=lambda: lockgate.snapshots.current,

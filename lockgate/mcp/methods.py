@@ -14,7 +14,15 @@ from typing import Any
 
 from lockgate.governance.auth import Principal
 from lockgate.mcp.jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND, UNKNOWN_SERVER, McpError
-from lockgate.mcp.policy import check_call, check_pin, check_server_status, listed, server_refusal
+from lockgate.mcp.policy import (
+    check_approved_pin,
+    check_call,
+    check_pin,
+    check_server_status,
+    listed,
+    pin_hidden,
+    server_refusal,
+)
 from lockgate.mcp.registry import SEPARATOR, AccessRule, McpRegistry, McpServer
 from lockgate.mcp.session_codec import SessionState
 
@@ -100,8 +108,13 @@ def check_routed(
 
 
 def pin_verdict(ctx: CallContext, server: McpServer, tool: str, current: str | None) -> None:
+    """The session's pin (handshake era), then the approved pin in the store."""
     pinned = ctx.session.pins.get(f"{server.address}{SEPARATOR}{tool}") if ctx.session else None
     verdict = check_pin(server, tool, pinned, current)
+    if verdict is not None:
+        ctx.verdicts.append(verdict)
+    approved = ctx.registry.pins.get(server.id, {}).get(tool)
+    verdict = check_approved_pin(server, tool, approved, current)
     if verdict is not None:
         ctx.verdicts.append(verdict)
 
@@ -117,10 +130,12 @@ async def gather_list(ctx: CallContext, method: str, fetch: Any, tools_of: Any) 
     async def one(server: McpServer) -> list[dict[str, Any]]:
         if method == "tools/list":
             listing = await tools_of(server)
+            approved = ctx.registry.pins.get(server.id, {})
             return [
                 prefixed(ctx, server, t, "name")
                 for t in listing.tools
                 if listed(server, t["name"], ctx.rules)
+                and not pin_hidden(server, t["name"], approved.get(t["name"]), listing.hashes.get(t["name"]))
             ]
         result = await fetch(server, method, {})
         return [prefixed(ctx, server, item, key) for item in result.get(field_name) or () if key in item]

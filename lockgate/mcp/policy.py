@@ -102,3 +102,26 @@ def check_pin(server: McpServer, tool: str, pinned: str | None, current: str | N
             verdict,
         )
     return {**verdict, "verdict": "flag"}
+
+
+def check_approved_pin(
+    server: McpServer, tool: str, approved: str | None, current: str | None
+) -> dict[str, Any] | None:
+    """The stored pin (mcp/pins.py): a definition other than the approved one is a verdict, and
+    under ``pin_policy: block`` a refusal until an admin approves the new definition."""
+    if approved is None or current is None or approved == current or server.pin_policy == "off":
+        return None
+    verdict = {"check": "tool_pin_approved", "tool": tool, "approved": approved, "current": current}
+    if server.pin_policy == "block":
+        raise McpError(
+            PIN_CHANGED,
+            f"The definition of {server.name}{SEPARATOR}{tool} changed since it was approved; "
+            "it is blocked until an admin approves the new definition.",
+            {**verdict, "verdict": "deny"},
+        )
+    return {**verdict, "verdict": "flag"}
+
+
+def pin_hidden(server: McpServer, tool: str, approved: str | None, current: str | None) -> bool:
+    """Under ``block`` a tool whose definition changed is left out of tools/list too."""
+    return server.pin_policy == "block" and approved is not None and approved != current

@@ -77,6 +77,8 @@ class McpRegistry:
     latest: Mapping[str, McpServer] = field(default_factory=dict)  # "name"
     rules: Mapping[tuple[str, str], tuple[AccessRule, ...]] = field(default_factory=dict)
     policies: Mapping[tuple[str, str], tuple[ToolPolicy, ...]] = field(default_factory=dict)
+    # server id -> tool -> the approved definition hash (mcp_tool_pins)
+    pins: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def resolve(self, address: str) -> McpServer | None:
         return self.by_address.get(address) if "@" in address else self.latest.get(address)
@@ -98,7 +100,11 @@ class McpRegistry:
 
 
 def build_registry(
-    servers: list[Row], rules: list[Row], secrets: SecretBox, policies: list[Row] | None = None
+    servers: list[Row],
+    rules: list[Row],
+    secrets: SecretBox,
+    policies: list[Row] | None = None,
+    pins: list[Row] | None = None,
 ) -> McpRegistry:
     by_address: dict[str, McpServer] = {}
     latest: dict[str, McpServer] = {}
@@ -128,7 +134,15 @@ def build_registry(
         latest=MappingProxyType(latest),
         rules=MappingProxyType({k: tuple(v) for k, v in grouped.items()}),
         policies=MappingProxyType(_policies(policies or [])),
+        pins=MappingProxyType(_pins(pins or [])),
     )
+
+
+def _pins(rows: list[Row]) -> dict[str, Mapping[str, str]]:
+    grouped: dict[str, dict[str, str]] = {}
+    for row in rows:
+        grouped.setdefault(row["server_id"], {})[row["tool"]] = row["hash"]
+    return {k: MappingProxyType(v) for k, v in grouped.items()}
 
 
 def _policies(rows: list[Row]) -> dict[tuple[str, str], tuple[ToolPolicy, ...]]:

@@ -56,6 +56,8 @@ class UpstreamPool:
         self.refresh_s = refresh_s
         self._entries: dict[str, _Entry] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        # Told of every fresh tool list (mcp/pins.py pins and flags definitions from it).
+        self.on_listing: Callable[[McpServer, list[dict[str, Any]], dict[str, str]], None] | None = None
 
     def get(self, server: McpServer) -> Upstream:
         entry = self._entries.get(server.address)
@@ -110,6 +112,8 @@ class UpstreamPool:
                 break
         listing = ToolList(tools, {t["name"]: definition_hash(t) for t in tools}, time.monotonic())
         entry.tools = listing
+        if self.on_listing is not None:
+            self.on_listing(server, listing.tools, listing.hashes)
         return listing
 
     def _invalidate(self, address: str) -> None:

@@ -42,6 +42,7 @@ from lockgate.store.tables import (
     mcp_access_rules,
     mcp_approvals,
     mcp_servers,
+    mcp_tool_pins,
     mcp_tool_policies,
     model_aliases,
     organizations,
@@ -81,6 +82,7 @@ MCP_SERVER = Kind("mcp_server", mcp_servers, "mcp", frozenset({"secret_ciphertex
 MCP_ACCESS_RULE = Kind("mcp_access_rule", mcp_access_rules, "mar", workspace_column="workspace_id")
 MCP_TOOL_POLICY = Kind("mcp_tool_policy", mcp_tool_policies, "mtp", workspace_column="workspace_id")
 MCP_APPROVAL = Kind("mcp_approval", mcp_approvals, "apr", workspace_column="workspace_id")
+MCP_TOOL_PIN = Kind("mcp_tool_pin", mcp_tool_pins, "pin", workspace_column="workspace_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,7 @@ class ControlState:
     mcp_servers: list[Row] = field(default_factory=list)
     mcp_access_rules: list[Row] = field(default_factory=list)
     mcp_tool_policies: list[Row] = field(default_factory=list)
+    mcp_tool_pins: list[Row] = field(default_factory=list)
 
 
 def new_id(prefix: str) -> str:
@@ -223,6 +226,7 @@ class ControlStore:
                     mcp_servers=await rows(mcp_servers),
                     mcp_access_rules=await rows(mcp_access_rules),
                     mcp_tool_policies=await rows(mcp_tool_policies),
+                    mcp_tool_pins=await rows(mcp_tool_pins),
                 )
 
     @asynccontextmanager

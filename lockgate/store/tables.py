@@ -513,3 +513,23 @@ mcp_approvals = Table(
     Column("reason", Text),
     *_tracked(),
 )
+
+# Tool-definition pins (DESIGN §5): the hash of each tool's description and schemas, pinned when
+# the gateway first lists the tool. A different definition upstream sets ``status`` to changed and
+# keeps what it saw in ``current_*`` until an admin approves it (which re-pins); both are audited,
+# so the audit record of each carries the old and the new definition.
+mcp_tool_pins = Table(
+    "mcp_tool_pins",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("server_id", String(40), nullable=False),
+    Column("workspace_id", String(40)),  # the server's owner, for RBAC
+    Column("tool", String(200), nullable=False),
+    Column("hash", String(64), nullable=False),  # the approved definition
+    Column("definition", JSON, nullable=False),
+    Column("status", String(16), nullable=False),  # approved | changed
+    Column("current_hash", String(64)),  # what the upstream serves now, when changed
+    Column("current_definition", JSON),
+    *_tracked(),
+    UniqueConstraint("server_id", "tool", name="uq_mcp_tool_pins_server_tool"),
+)

@@ -226,3 +226,73 @@ async def test_the_overnight_refund_agent_is_stopped_by_the_cap_and_the_hourly_l
     assert sum(v["verdict"] == "counted" for v in limit_verdicts) == 50
     cap_verdicts = [v for r in mine for v in r["verdicts"] or () if v.get("policy") == "refund-cap"]
     assert len(cap_verdicts) == 50 and all(v["verdict"] == "deny" for v in cap_verdicts)
+
+
+def _pins(api: httpx.Client, server: str) -> dict[str, dict[str, Any]]:
+    return {p["tool"]: p for p in api.get(f"/mcp/servers/{server}/pins").json()["data"]}
+
+
+async def _until_pin(gw: GatewayThread, api: httpx.Client, server: str, path: str, status: str) -> None:
+    """List tools through the gateway (which refreshes its cache) until lookup_order's pin says ``status``."""
+    for _ in range(200):
+        async with client(gw, path, "auto") as mcp:
+            await mcp.list_tools()
+        pin = _pins(api, server).get("lookup_order")
+        if pin is not None and pin["status"] == status:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"the pin of lookup_order never became {status}")
+
+
+async def test_a_changed_tool_definition_is_flagged_blocked_and_re_approved(gw: GatewayThread) -> None:
+    with admin(gw) as api:
+        orders = api.get("/mcp/servers", params={"name": "orders"}).json()["data"][0]
+        created = api.post(
+            "/mcp/servers",
+            json={**{k: orders[k] for k in ("url", "transport")}, "name": "guarded", "pin_policy": "block"},
+        )
+        assert created.status_code == 201, created.text
+        guarded = created.json()["id"]
+        api.patch(f"/mcp/servers/{guarded}", json={"secret": "upstream-secret-7f3a"})
+        try:
+            await _until_pin(gw, api, guarded, "/mcp/guarded", "approved")  # pinned at first discovery
+            await _until_pin(gw, api, orders["id"], "/mcp/orders", "approved")
+            gw.app.mcp.pool.refresh_s = 0.0  # every list refreshes behind the cached one
+            async with client(gw, "/mcp/guarded", "auto") as mcp:
+                await mcp.call_tool("switch_description", {})
+            await _until_pin(gw, api, guarded, "/mcp/guarded", "changed")
+            await _until_pin(gw, api, orders["id"], "/mcp/orders", "changed")
+            changed = _pins(api, guarded)["lookup_order"]
+            assert "audit@evil.example" in changed["current_definition"]["description"]
+            assert "audit@evil.example" not in changed["definition"]["description"]
+            trail = api.get("/audit", params={"object_id": changed["id"]}).json()["data"]
+            assert [e["action"] for e in trail][:2] == ["mcp_tool_pin.definition_changed", "mcp_tool_pin.pin"]
+
+            async with client(gw, "/mcp/guarded", "auto") as mcp:  # block: hidden and refused
+                assert "lookup_order" not in {t.name for t in (await mcp.list_tools()).tools}
+                with pytest.raises(MCPError) as caught:
+                    await mcp.call_tool("lookup_order", {"order_id": "A-1001"})
+            assert caught.value.code == jsonrpc.PIN_CHANGED and "admin approves" in caught.value.error.message
+            async with client(gw, "/mcp/orders", "auto") as mcp:  # flag: served, with a verdict
+                flagged = await mcp.call_tool("lookup_order", {"order_id": "A-1001"})
+            assert flagged.structured_content["status"] == "shipped"
+            gw.run(gw.app.writer.flush())
+            rows = gw.run(gw.app.store.tool_call_records(limit=5, server="orders", tool="lookup_order"))
+            assert {"check": "tool_pin_approved", "verdict": "flag"}.items() <= rows[0]["verdicts"][
+                -1
+            ].items()
+
+            approved = api.post(f"/mcp/servers/{guarded}/pins/lookup_order/approve")
+            assert approved.status_code == 200, approved.text
+            assert approved.json()["status"] == "approved"
+            again = api.post(f"/mcp/servers/{guarded}/pins/lookup_order/approve")
+            assert again.status_code == 409
+            async with client(gw, "/mcp/guarded", "auto") as mcp:
+                assert "lookup_order" in {t.name for t in (await mcp.list_tools()).tools}
+                ok = await mcp.call_tool("lookup_order", {"order_id": "A-1001"})
+            assert ok.structured_content["status"] == "shipped"
+        finally:
+            gw.app.mcp.pool.refresh_s = 60.0
+            async with client(gw, "/mcp/orders", "auto") as mcp:
+                await mcp.call_tool("switch_description", {})
+            api.delete(f"/mcp/servers/{guarded}")
