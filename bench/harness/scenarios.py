@@ -22,12 +22,26 @@ class Pipeline:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-# The full pipeline. Request logging is always on (every Lockgate run gets LOCKGATE_DATABASE_URL).
-# Rate limit and budget land later: add them here, e.g.
-#   config={"keys": [...], "limits": [{"scope": "key", "rpm": 10_000_000}], "budgets": [...]}
+# The full pipeline: key auth, a USD budget reserved and settled per request, a request and token rate
+# limit, and request logging (always on: every Lockgate run gets LOCKGATE_DATABASE_URL). The master key
+# belongs to the default workspace, so the budget and limit scope it; they are set high enough that
+# the benchmark measures their cost, never a refusal. `--env LOCKGATE_REDIS_URL=...` puts the counters
+# on Redis.
 PIPELINE = Pipeline(
     env={"LOCKGATE_MASTER_KEY": MASTER_KEY},
-    config={},
+    config={
+        "budgets": [
+            {"name": "bench-budget", "scope": "workspace:default", "amount_usd": 1_000_000, "period": "month"}
+        ],
+        "rate_limits": [
+            {
+                "name": "bench-limit",
+                "scope": "workspace:default",
+                "requests_per_minute": 100_000_000,
+                "tokens_per_minute": 100_000_000_000,
+            }
+        ],
+    },
     headers={"Authorization": f"Bearer {MASTER_KEY}"},
 )
 # Bare pass-through: no key at all, which Lockgate accepts only in demo mode (`serve --demo`).
@@ -53,7 +67,7 @@ class Scenario:
 
 SCENARIOS = [
     Scenario("a", "bare pass-through (demo mode)", stream=True),
-    Scenario("b", "full pipeline (auth + logging)", pipeline=True, stream=True),
+    Scenario("b", "full pipeline (auth, budget, limits, logging)", pipeline=True, stream=True),
     Scenario("c", "Anthropic ingress -> OpenAI", ingress="anthropic"),
     Scenario(
         "d",
