@@ -142,6 +142,7 @@ class RouteTable:
                 f"{CONFIG_HEADER} is not valid JSON: {exc}", param=CONFIG_HEADER, code="invalid_config"
             ) from exc
         config = parse_route_config(data, source=CONFIG_HEADER)
+        _refuse_redirects(config)
         try:
             plan = compile_config(config, self, name=inline_name(text))
         except PlanError as exc:
@@ -263,3 +264,18 @@ def _fixed_targets(node: Node) -> list[Target]:
     if isinstance(node, Leaf):
         return [node.credential_target] if node.fixed else []
     return [t for child in node.children for t in _fixed_targets(child)]
+
+
+def _refuse_redirects(node: RouteConfig | TargetConfig, path: str = "") -> None:
+    """Inline configs come from any caller with a key: they may bring their own provider key, but
+    must not point the gateway at another host (a server-side request forgery). Saved configs,
+    written by admins, may set custom_host."""
+    if node.custom_host is not None:
+        raise BadRequest(
+            f"{CONFIG_HEADER}: {path + '.' if path else ''}custom_host is only accepted in saved configs; "
+            "ask an admin to save this config and send its name instead.",
+            param=CONFIG_HEADER,
+            code="custom_host_not_allowed",
+        )
+    for i, child in enumerate(node.targets):
+        _refuse_redirects(child, f"{path + '.' if path else ''}targets.{i}")

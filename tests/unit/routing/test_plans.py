@@ -94,14 +94,22 @@ def test_inline_header_configs_are_memoised_by_value() -> None:
     assert first is routes.plan("gpt-4o", header) and first.name.startswith("inline:")
 
 
-def test_byok_and_custom_host() -> None:
-    routes = table()
-    header = orjson.dumps(
-        {"provider": "anthropic", "api_key": "sk-mine", "custom_host": "http://proxy.test/"}
-    )
-    target = routes.plan("claude-sonnet-4-5", header.decode()).root.target("claude-sonnet-4-5")
-    assert target.credential.api_key == "sk-mine" and target.credential.base_url == "http://proxy.test"
-    assert target.provider.name == "anthropic"
+def test_inline_byok_and_custom_host_only_in_saved_configs() -> None:
+    byok = orjson.dumps({"provider": "anthropic", "api_key": "sk-mine"}).decode()
+    target = table().plan("claude-sonnet-4-5", byok).root.target("claude-sonnet-4-5")
+    assert target.credential.api_key == "sk-mine" and target.provider.name == "anthropic"
+    assert target.credential.base_url == "https://api.anthropic.com"
+
+    # Any caller with a key could aim the gateway at an internal host: inline configs may not redirect.
+    redirect = {"provider": "anthropic", "api_key": "sk-mine", "custom_host": "http://proxy.test/"}
+    nested = {"strategy": {"mode": "fallback"}, "targets": [{"provider": "@team-a"}, redirect]}
+    for config, where in ((redirect, "custom_host"), (nested, "targets.1.custom_host")):
+        with pytest.raises(BadRequest, match=where) as err:
+            table().plan("claude-sonnet-4-5", orjson.dumps(config).decode())
+        assert err.value.param == "x-lockgate-config" and err.value.code == "custom_host_not_allowed"
+
+    saved = table(proxied=redirect).plan("claude-sonnet-4-5", "proxied").root.target("claude-sonnet-4-5")
+    assert saved.credential.base_url == "http://proxy.test" and saved.credential.api_key == "sk-mine"
 
 
 @pytest.mark.parametrize(
