@@ -162,7 +162,8 @@ def print_json(value: Any) -> None:
 
 def print_rows(
     rows: list[dict[str, Any]],
-    columns: Mapping[str, Callable[[dict[str, Any]], Any]],
+    # header -> the row's field name, or a function of the row for derived cells
+    columns: Mapping[str, str | Callable[[dict[str, Any]], Any]],
     more: bool,
     as_json: bool,
 ) -> None:
@@ -171,7 +172,9 @@ def print_rows(
         return
     table = Table(*columns, box=None, pad_edge=False)
     for row in rows:
-        table.add_row(*(Text(cell(get(row))) for get in columns.values()))
+        table.add_row(
+            *(Text(cell(row[get] if isinstance(get, str) else get(row))) for get in columns.values())
+        )
     console.print(table if rows else "none")
     if more:
         err_console.print("(more objects exist; raise --limit)")

@@ -44,9 +44,9 @@ AllowModel = Annotated[
     list[str] | None, typer.Option("--allow-model", help="An upstream model it may serve; repeat.")
 ]
 COLUMNS = {
-    "id": lambda r: r["id"],
-    "name": lambda r: r["name"],
-    "provider": lambda r: r["provider"],
+    "id": "id",
+    "name": "name",
+    "provider": "provider",
     "base url": lambda r: r["base_url"] or "(default)",
     "secret": lambda r: r["secret_hint"] or "none",
     "workspaces": lambda r: r["workspace_ids"] if r["workspace_ids"] is not None else "all",

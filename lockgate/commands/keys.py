@@ -31,11 +31,11 @@ AllowModel = Annotated[
 ]
 ExpiresAt = Annotated[str | None, typer.Option(help="ISO 8601 time (or Unix seconds) it stops working.")]
 COLUMNS = {
-    "id": lambda r: r["id"],
-    "name": lambda r: r["name"],
-    "workspace": lambda r: r["workspace_id"],
-    "status": lambda r: r["status"],
-    "key": lambda r: r["key_hint"],
+    "id": "id",
+    "name": "name",
+    "workspace": "workspace_id",
+    "status": "status",
+    "key": "key_hint",
     "expires": lambda r: show_time(r["expires_at"]) if r["expires_at"] else "never",
     "models": lambda r: r["allowed_models"] if r["allowed_models"] is not None else "any",
 }

@@ -29,9 +29,9 @@ app.add_typer(tools_app, name="tools")
 
 Server = Annotated[str, typer.Argument(help="Server name (its latest version), name@version, or id (mcp_…).")]
 COLUMNS = {
-    "id": lambda r: r["id"],
+    "id": "id",
     "name": lambda r: f"{r['name']}@{r['server_version']}" + (" *" if r["latest"] else ""),
-    "transport": lambda r: r["transport"],
+    "transport": "transport",
     "status": lambda r: r["status"] + (" (retired)" if r["retired"] else ""),
     "tools off": lambda r: ", ".join(f"{t}={s}" for t, s in (r["tool_status"] or {}).items()) or "-",
     "updated": lambda r: show_time(r["updated_at"]),
@@ -41,7 +41,7 @@ CALL_COLUMNS = {
     "server": lambda r: r["server"] or "-",
     "tool": lambda r: r["tool"] or "-",
     "key": lambda r: r["key_id"] or "-",
-    "status": lambda r: r["status"],
+    "status": "status",
     "ms": lambda r: f"{r['latency_ms']:.1f}" if r["latency_ms"] is not None else "-",
     "error": lambda r: (r["error_message"] or "")[:60],
 }

@@ -39,8 +39,8 @@ ConfigFile = Annotated[
 ConfigText = Annotated[str | None, typer.Option("--data", help="The config as inline JSON.")]
 
 ALIAS_COLUMNS = {
-    "id": lambda r: r["id"],
-    "alias": lambda r: r["alias"],
+    "id": "id",
+    "alias": "alias",
     "workspace": lambda r: r["workspace_id"] or "org-wide",
     "routes to": lambda r: f"config {r['config_id']}" if r["config_id"] else r["targets"],
 }
@@ -55,7 +55,7 @@ def _summary(config: dict[str, Any]) -> str:
 
 
 CONFIG_COLUMNS = {
-    "id": lambda r: r["id"],
+    "id": "id",
     "workspace": lambda r: r["workspace_id"] or "org-wide",
     "route": lambda r: _summary(r["config"]),
     "description": lambda r: r["description"] or "-",

@@ -23,10 +23,10 @@ from lockgate.commands.client import (
 app = typer.Typer(no_args_is_help=True, help="Workspaces: teams or apps that hold keys and aliases.")
 Workspace = Annotated[str, typer.Argument(help="Workspace name or id (ws_…).")]
 COLUMNS = {
-    "id": lambda r: r["id"],
-    "name": lambda r: r["name"],
+    "id": "id",
+    "name": "name",
     "description": lambda r: r["description"] or "-",
-    "metadata": lambda r: r["metadata"],
+    "metadata": "metadata",
     "created": lambda r: show_time(r["created_at"]),
 }
 
