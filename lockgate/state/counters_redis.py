@@ -3,11 +3,18 @@
 Every call has a short timeout and no client-side retry: a slow or absent Redis
 must cost a request at most ``timeout`` before the caller's fail-open/closed
 policy decides. Errors surface as ``CountersUnavailable``.
+
+The per-request calls (admit, settle) go through ``_ScriptBatch``: calls made in
+the same event-loop turn share one pipelined round trip, and while the round
+trips in flight are at their cap new calls queue for the next one. Under load a
+worker sends one pipeline for many requests instead of one connection checkout,
+write and read per request; alone, a call still leaves on the next loop turn.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 from collections.abc import Sequence
@@ -16,7 +23,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from lockgate.state import counters_lua as lua
 from lockgate.state.counters import (
@@ -38,6 +45,9 @@ from lockgate.state.counters import (
 log = logging.getLogger("lockgate.state")
 _SEED_CLAIM_MS = 60_000
 _MAX_CONNECTIONS = 64  # per worker process
+# Pipelines a worker has on the wire at once; the rest of the pool serves reads and seeding.
+_MAX_BATCHES_IN_FLIGHT = 8
+_MAX_BATCH = 256  # calls per pipeline
 
 
 def _s(value: Any) -> str:
@@ -49,6 +59,87 @@ def _charge_args(charges: Sequence[Charge]) -> list[Any]:
     for c in charges:
         args += [c.scope, repr(c.amount), len(c.fields), *c.fields]
     return args
+
+
+def _packed(args: list[Any]) -> str:
+    """The one ARGV of ADMIT and SETTLE: every argument as a string, as flat ARGV would carry it."""
+    return json.dumps([a if isinstance(a, str) else str(a) for a in args], separators=(",", ":"))
+
+
+class _ScriptBatch:
+    """Sends concurrent EVALSHA calls of this process as pipelines (see the module docstring)."""
+
+    def __init__(self, client: aioredis.Redis, timeout: float) -> None:
+        self._client = client
+        self._timeout = timeout
+        self._pending: list[tuple[Any, str, asyncio.Future[Any]]] = []
+        self._in_flight = 0
+        self._scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def call(self, script: Any, payload: str) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((script, payload, future))
+        if not self._scheduled and self._in_flight < _MAX_BATCHES_IN_FLIGHT:
+            self._scheduled = True
+            loop.call_soon(self._launch)
+        return future
+
+    def _launch(self) -> None:
+        self._scheduled = False
+        while self._pending and self._in_flight < _MAX_BATCHES_IN_FLIGHT:
+            batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
+            self._in_flight += 1
+            task = asyncio.get_running_loop().create_task(self._send(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: list[tuple[Any, str, asyncio.Future[Any]]]) -> None:
+        try:
+            async with asyncio.timeout(self._timeout * 2):
+                replies = await self._pipeline(batch)
+                missing = [n for n, r in enumerate(replies) if isinstance(r, NoScriptError)]
+                if missing:  # Redis restarted or was flushed: load the scripts, run those calls again
+                    for script in {id(batch[n][0]): batch[n][0] for n in missing}.values():
+                        await self._client.script_load(script.script)
+                    again = await self._pipeline([batch[n] for n in missing])
+                    for n, reply in zip(missing, again, strict=True):
+                        replies[n] = reply
+        except (RedisError, OSError, TimeoutError) as exc:
+            failure = CountersUnavailable(f"redis: {type(exc).__name__}: {exc}")
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(failure)
+        except BaseException as exc:  # cancelled at shutdown: no caller may wait forever
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(CountersUnavailable(f"redis: {type(exc).__name__}"))
+            raise
+        else:
+            for (_, _, future), reply in zip(batch, replies, strict=True):
+                if future.done():
+                    continue  # the caller went away
+                if isinstance(reply, Exception):
+                    future.set_exception(CountersUnavailable(f"redis: {type(reply).__name__}: {reply}"))
+                else:
+                    future.set_result(reply)
+        finally:
+            self._in_flight -= 1
+            if self._pending and not self._scheduled:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self._launch)
+
+    async def _pipeline(self, batch: list[tuple[Any, str, asyncio.Future[Any]]]) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for script, payload, _ in batch:
+            pipe.execute_command("EVALSHA", script.sha, 0, payload)
+        return await pipe.execute(raise_on_error=False)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 class RedisCounters:
@@ -69,6 +160,7 @@ class RedisCounters:
         )
         self._client = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
         self._timeout = timeout
+        self._batch = _ScriptBatch(self._client, timeout)
         self._admit = self._client.register_script(lua.ADMIT)
         self._settle = self._client.register_script(lua.SETTLE)
         self._readd = self._client.register_script(lua.READD)
@@ -84,6 +176,9 @@ class RedisCounters:
                 return await script(args=args)
         except (RedisError, OSError, TimeoutError) as exc:
             raise CountersUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+    async def _batched(self, script: Any, args: list[Any]) -> list[str]:
+        return (await self._batch.call(script, _packed(args))).decode().split("\t")  # type: ignore[no-any-return]
 
     async def admit(
         self,
@@ -110,7 +205,7 @@ class RedisCounters:
             args += [w.key, repr(w.window), w.limit, w.amount]
         for c in slots:
             args += [c.key, c.limit]
-        reply = [_s(v) for v in await self._call(self._admit, args)]
+        reply = await self._batched(self._admit, args)
         if reply[0] == "unseeded":
             raise Unseeded("no spend epoch in Redis")
         if reply[0] == "refused":
@@ -166,7 +261,7 @@ class RedisCounters:
         for t in tokens:
             args += [t.key, repr(t.window), t.tokens]
         args += list(held.slots)
-        reply = [_s(v) for v in await self._call(self._settle, args)]
+        reply = await self._batched(self._settle, args)
         epoch = reply[0] or None
         if epoch is None:
             return Settled(None)
@@ -243,4 +338,5 @@ class RedisCounters:
         await self._call(self._reset, [epoch], limit=5.0)
 
     async def close(self) -> None:
+        await self._batch.close()
         await self._client.aclose()

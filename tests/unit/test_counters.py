@@ -179,3 +179,70 @@ async def test_seed_claims_readd_and_reset(counters: Counters) -> None:
     token = await counters.begin_seed()
     assert await counters.seed(token, "e4", {"org:o": {"a": 2.0}}, {})
     assert (await counters.read(("org:o",)))["org:o"] == {"a": 2.0}
+
+
+# Redis only: the per-request scripts travel in shared pipelines (counters_redis._ScriptBatch).
+
+
+@pytest.fixture
+async def redis_counters(redis_url: str) -> AsyncIterator[tuple[Counters, str]]:
+    url = redis_url.rsplit("/", 1)[0] + "/7"
+    import redis.asyncio as aioredis
+
+    async with aioredis.Redis.from_url(url) as client:
+        await client.flushdb()
+    backend = open_counters(url, timeout=2.0)
+    yield backend, url
+    await backend.close()
+
+
+async def test_a_burst_larger_than_a_pipeline_is_exact(redis_counters: tuple[Counters, str]) -> None:
+    counters, _ = redis_counters
+    await _seeded(counters)
+    budget = (BudgetCheck("org:o", "a", 30.0, "b"),)
+    windows = (WindowCheck("rl:burst", 60.0, 250, 1, "rpm"),)
+    results = await asyncio.gather(
+        *(_admit(counters, f"r{n}", 0.1, budgets=budget, windows=windows) for n in range(1000))
+    )
+    admitted = [a for a in results if a.ticket]
+    assert len(admitted) == 250  # the window, not the budget (25 USD reserved of 30)
+    refusals = {a.refusal.kind for a in results if a.refusal}
+    assert refusals == {"window"}
+    settled = await asyncio.gather(
+        *(counters.settle(a.ticket, time.time(), (Charge("org:o", ("a",), 0.01),)) for a in admitted)
+    )
+    assert {s.epoch for s in settled} == {"e1"}
+    spend = (await counters.read(("org:o",)))["org:o"]
+    assert spend["a"] == pytest.approx(2.5)
+    assert "r" not in spend  # every reservation released
+
+
+async def test_scripts_flushed_from_redis_are_loaded_again(redis_counters: tuple[Counters, str]) -> None:
+    counters, url = redis_counters
+    await _seeded(counters)
+    windows = (WindowCheck("rl:flush", 60.0, 100, 1, "rpm"),)
+    assert (await _admit(counters, "before", windows=windows)).ticket
+    import redis.asyncio as aioredis
+
+    async with aioredis.Redis.from_url(url) as client:
+        await client.script_flush()
+    results = await asyncio.gather(*(_admit(counters, f"after{n}", windows=windows) for n in range(20)))
+    assert all(a.ticket for a in results)
+    assert await counters.window_count("rl:flush", 60.0, time.time()) == 21
+
+
+async def test_an_unreachable_redis_fails_every_waiting_call_promptly() -> None:
+    from lockgate.state.counters import CountersUnavailable
+
+    counters = open_counters("redis://127.0.0.1:9/0", timeout=0.2)  # nothing listens on port 9
+    try:
+        windows = (WindowCheck("rl:down", 60.0, 100, 1, "rpm"),)
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                *(_admit(counters, f"r{n}", windows=windows) for n in range(50)), return_exceptions=True
+            ),
+            timeout=10,
+        )
+        assert all(isinstance(r, CountersUnavailable) for r in results)
+    finally:
+        await counters.close()
