@@ -123,10 +123,10 @@ class SavedConfig(BaseModel):
     @field_validator("config")
     @classmethod
     def _valid_route_config(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from lockgate.gateway.route_config import parse_route_config
+        from lockgate.gateway.route_config import parse_route_config, refuse_inline_keys
 
         try:
-            parse_route_config(value)
+            refuse_inline_keys(parse_route_config(value))
         except LockgateError as exc:
             raise ValueError(exc.message) from exc
         return value

@@ -25,7 +25,7 @@ from lockgate.admin.schemas import (
     IntegrationUpdate,
 )
 from lockgate.errors import BadRequest, Conflict, NotFound
-from lockgate.gateway.route_config import RouteConfig
+from lockgate.gateway.route_config import RouteConfig, refuse_inline_keys
 from lockgate.store.control import INTEGRATION, MODEL_ALIAS, ROUTE_CONFIG, WORKSPACE, Change, Kind, Row
 
 router = APIRouter()
@@ -167,12 +167,13 @@ async def _alias_refs(tx: Change, targets: list[str] | None, config_id: str | No
 
 def _valid_config(data: dict[str, Any]) -> dict[str, Any]:
     try:
-        RouteConfig.model_validate(data)
+        config = RouteConfig.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         fields = [".".join(["config", *(str(p) for p in e["loc"])]) for e in errors]
         message = "; ".join(f"{f}: {e['msg']}" for f, e in zip(fields, errors, strict=True))
         raise BadRequest(message, param=fields[0], code="invalid_config") from None
+    refuse_inline_keys(config, "config.")
     return data
 
 

@@ -125,3 +125,25 @@ def parse_route_config(data: Any, *, source: str = "config") -> RouteConfig:
             for err in exc.errors(include_url=False)
         )
         raise BadRequest(f"Invalid {source}: {problems}", param=source, code="invalid_config") from exc
+
+
+def inline_keys(node: Target, path: str = "") -> list[str]:
+    """Paths of the nodes that carry a provider key of their own (``api_key``)."""
+    found = [f"{path}api_key"] if node.api_key is not None else []
+    for i, child in enumerate(node.targets):
+        found += inline_keys(child, f"{path}targets.{i}.")
+    return found
+
+
+def refuse_inline_keys(config: RouteConfig, prefix: str = "") -> None:
+    """Saved configs are stored, exported and audited in clear, so a provider key may not live in one:
+    it belongs in an integration (sealed at rest, masked when read). Per-request inline configs may
+    still bring their own key; they are never stored."""
+    paths = inline_keys(config)
+    if paths:
+        raise BadRequest(
+            f"{prefix}{paths[0]}: a saved config may not hold a provider key (it would be stored and shown "
+            "in clear); create an integration, which keeps it encrypted, and target it as '@name'.",
+            param=f"{prefix}{paths[0]}",
+            code="inline_key_not_allowed",
+        )

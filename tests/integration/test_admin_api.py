@@ -146,6 +146,17 @@ def test_lists_show_only_visible_workspaces(gw: GatewayThread, team: dict[str, A
         ("/models", {"alias": "x", "targets": ["@missing/gpt-4o"]}, "targets.0"),
         ("/models", {"alias": "x"}, "config_id"),
         ("/configs", {"config": {"targets": [{"provider": "@a", "weight": -1}]}}, "config.targets.0.weight"),
+        # A provider key in a saved config would be stored and exported in clear: integrations seal it.
+        (
+            "/configs",
+            {"config": {"targets": [{"provider": "openai", "api_key": "sk-x"}]}},
+            "config.targets.0.api_key",
+        ),
+        (
+            "/config/apply",
+            {"yaml": "configs: [{id: c, config: {provider: openai, api_key: sk-x}}]"},
+            "configs.0.config",
+        ),
         ("/users", {"name": "u", "roles": [{"role": "owner", "workspace_id": "ws_default"}]}, "roles.0.role"),
         ("/config/apply", {"yaml": "workspaces: [{name: 'bad name'}]"}, "workspaces.0.name"),
     ],
