@@ -5,6 +5,10 @@ Signature: ``x-lockgate-signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.
 with the secret read from the environment variable ``secret_env`` names (the
 Stripe scheme: the timestamp stops replays). The secret itself is never stored
 in the config store nor shown by the admin API; a missing variable is an error.
+Credentials for your service go the same way: ``headers_env`` maps a header to the
+variable holding its value, and a literal ``headers`` entry whose name says it is a
+secret (``authorization``, ``x-api-key``, ``cookie``…) is refused, because guardrail
+configs are stored, exported and audited in clear.
 Answer: ``{"verdict": true|false, "explanation": "...", "parts": ["new text", ...]}``;
 ``parts`` (optional, same length) rewrites the text when the guardrail redacts.
 The call runs under the check's timeout (``timeout_ms`` of the check or the guardrail);
@@ -21,8 +25,9 @@ from typing import Any
 
 import aiohttp
 import orjson
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from lockgate.governance.secret_fields import is_secret_name
 from lockgate.guardrails.base import CheckInput, Finding, Params, Verdict, check
 
 SIGNATURE_HEADER = "x-lockgate-signature"
@@ -37,7 +42,30 @@ class WebhookParams(Params):
     secret_env: str | None = Field(
         None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Environment variable holding the HMAC key."
     )
-    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers (no secrets).")
+    headers_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Header name -> environment variable holding its value (credentials).",
+    )
+
+    @field_validator("headers")
+    @classmethod
+    def _no_secret_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if is_secret_name(name):
+                raise ValueError(
+                    f"the header {name!r} carries a credential and would be stored in clear; "
+                    f"put it in an environment variable and name it in headers_env: {{{name!r}: 'VAR'}}"
+                )
+        return value
+
+    @field_validator("headers_env")
+    @classmethod
+    def _variable_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, var in value.items():
+            if not var or not (var[0].isalpha() or var[0] == "_") or not var.replace("_", "").isalnum():
+                raise ValueError(f"headers_env.{name}: {var!r} is not an environment variable name")
+        return value
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -75,6 +103,11 @@ async def webhook(data: CheckInput, params: WebhookParams) -> Verdict:
     }
     body = orjson.dumps(payload)
     headers = {"content-type": "application/json", **params.headers}
+    for name, var in params.headers_env.items():
+        value = os.environ.get(var)
+        if not value:
+            raise WebhookError(f"the header variable {var} (for {name}) is not set")
+        headers[name] = value
     if params.secret_env is not None:
         secret = os.environ.get(params.secret_env)
         if not secret:

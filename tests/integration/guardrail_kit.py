@@ -14,6 +14,7 @@ from typing import Any
 from lockgate.guardrails.webhook import SIGNATURE_HEADER, verify
 from tests.gateway_harness import demo_config
 
+WEBHOOK_TOKEN = "Bearer hook-service-token"
 WEBHOOK_SECRET = "whsec-test-secret"
 PII_ALL = {"type": "pii"}
 
@@ -46,7 +47,11 @@ GUARDRAILS: list[dict[str, Any]] = [
 
 
 def webhook_guardrail(name: str, url: str, on_error: str, timeout_ms: int = 300) -> dict[str, Any]:
-    params = {"url": url, "secret_env": "LOCKGATE_TEST_WEBHOOK_SECRET"}
+    params = {
+        "url": url,
+        "secret_env": "LOCKGATE_TEST_WEBHOOK_SECRET",
+        "headers_env": {"authorization": "LOCKGATE_TEST_WEBHOOK_TOKEN"},
+    }
     check = {"type": "webhook", "params": params, "timeout_ms": timeout_ms}
     return {"name": name, "action": "redact", "on_error": on_error, "checks": [check]}
 
@@ -96,7 +101,8 @@ class _Hook(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["content-length"]))
         signed = verify(WEBHOOK_SECRET, body, self.headers.get(SIGNATURE_HEADER, ""))
         payload = json.loads(body)
-        type(self).calls.append({"signed": signed, "payload": payload, "path": self.path})
+        call = {"signed": signed, "payload": payload, "path": self.path}
+        type(self).calls.append(call | {"authorization": self.headers.get("authorization")})
         if self.path.endswith("/slow"):
             time.sleep(1.0)
         texts = [p["text"] for p in payload["parts"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -87,6 +88,13 @@ def test_validation_names_the_field(gw: GatewayThread) -> None:
             json={"name": "bad", "checks": [{"type": "regex_match", "params": {"pattern": "("}}]},
         )
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "checks.0.params.pattern"
+        hook = {"type": "webhook", "params": {"url": "https://hooks.example/check"}}
+        hook["params"]["headers"] = {"Authorization": "Bearer in-clear"}
+        in_clear = admin.post("/guardrails", json={"name": "bad", "checks": [hook]})
+        assert in_clear.status_code == 400, in_clear.text
+        assert in_clear.json()["error"]["param"] == "checks.0.params.headers"
+        assert "headers_env" in in_clear.json()["error"]["message"]
+        assert "in-clear" not in json.dumps(ok(admin.get("/audit", params={"limit": 5})))
         unknown = admin.post("/guardrails", json={"name": "bad", "checks": [{"type": "nope"}]})
         assert unknown.status_code == 400 and "unknown check 'nope'" in unknown.json()["error"]["message"]
         ok(

@@ -16,7 +16,13 @@ import pytest
 
 from lockgate.testing.mock_provider import MockProviderThread
 from tests.gateway_harness import GatewayThread
-from tests.integration.guardrail_kit import KEYS, WEBHOOK_SECRET, gateway_config, webhook_server
+from tests.integration.guardrail_kit import (
+    KEYS,
+    WEBHOOK_SECRET,
+    WEBHOOK_TOKEN,
+    gateway_config,
+    webhook_server,
+)
 
 MODELS = ["gpt-4o-mini", "claude-sonnet"]  # native and translated upstreams
 EMAIL = "jane.doe@example.com"
@@ -25,11 +31,13 @@ EMAIL = "jane.doe@example.com"
 @pytest.fixture(scope="module")
 def hook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     os.environ["LOCKGATE_TEST_WEBHOOK_SECRET"] = WEBHOOK_SECRET
+    os.environ["LOCKGATE_TEST_WEBHOOK_TOKEN"] = WEBHOOK_TOKEN
     try:
         with webhook_server() as server:
             yield server
     finally:
         os.environ.pop("LOCKGATE_TEST_WEBHOOK_SECRET", None)
+        os.environ.pop("LOCKGATE_TEST_WEBHOOK_TOKEN", None)
 
 
 @pytest.fixture(scope="module")
@@ -279,6 +287,7 @@ def test_webhook_is_signed_and_can_rewrite(gw: GatewayThread, mock: MockProvider
         model="gpt-4o-mini", messages=[{"role": "user", "content": "please rewrite-me now"}]
     )
     assert calls[-1]["signed"] and calls[-1]["payload"]["stage"] == "input"
+    assert calls[-1]["authorization"] == WEBHOOK_TOKEN  # from headers_env, never stored
     assert "please rewritten now" in answer.choices[0].message.content
     with pytest.raises(openai.BadRequestError):
         client(gw, "hook").chat.completions.create(
