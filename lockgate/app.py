@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -18,7 +19,7 @@ from lockgate.admin.snapshot import Snapshot, build_snapshot
 from lockgate.admin.snapshot_loader import SnapshotLoader
 from lockgate.catalog import Catalog
 from lockgate.config import FileConfig, credentials_from_env, load_file
-from lockgate.errors import LockgateError, MethodNotAllowed, NotFound
+from lockgate.errors import AuthenticationFailed, LockgateError, MethodNotAllowed, NotFound
 from lockgate.gateway.attempts import UpstreamClient
 from lockgate.gateway.cache import ResponseCache
 from lockgate.gateway.credentials import CredentialTokens
@@ -26,7 +27,7 @@ from lockgate.gateway.pipeline import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, P
 from lockgate.gateway.strategies import Engine
 from lockgate.governance.admission import Governor
 from lockgate.governance.alerts import Alerts, revoke_key
-from lockgate.governance.auth import Authenticator
+from lockgate.governance.auth import Authenticator, presented_key
 from lockgate.governance.policy import matches
 from lockgate.governance.rules import reservation_lease
 from lockgate.governance.secrets import load_secret_box
@@ -266,6 +267,13 @@ class Lockgate:
         await send_json(send, 200 if ready else 503, body)
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = self.settings.metrics_token
+        if token is not None:
+            presented = presented_key(Request.from_scope(scope).headers) or ""
+            if not hmac.compare_digest(presented.encode(), token.encode()):
+                exc = AuthenticationFailed("/metrics needs Authorization: Bearer <LOCKGATE_METRICS_TOKEN>.")
+                await send_error(send, exc, headers=[(b"www-authenticate", b'Bearer realm="metrics"')])
+                return
         body = self.telemetry.render_metrics()
         await send_bytes(send, 200, body, [(b"content-type", metrics_module.CONTENT_TYPE.encode())])
 

@@ -74,6 +74,9 @@ class Settings:
     log_body_max_bytes: int = 16 * 1024
     # Prometheus: at most this many label sets per metric per process; the rest count as "other".
     metrics_max_series: int = 2000
+    # When set, /metrics answers only ``Authorization: Bearer <token>`` (Prometheus'
+    # ``authorization.credentials``); unset, it is open, for scrapers on a private network.
+    metrics_token: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:

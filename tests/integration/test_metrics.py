@@ -68,6 +68,22 @@ def test_metrics_agree_with_the_records(tmp_path: Path, mock: MockProviderThread
     assert total(values, "lockgate_open_circuits") == 0
 
 
+def test_a_metrics_token_closes_the_endpoint(tmp_path: Path, mock: MockProviderThread) -> None:
+    token = "scrape-token-0123456789"
+    with (
+        GatewayThread(tmp_path, demo_config(mock.url), demo=True, metrics_token=token) as gw,
+        httpx.Client(base_url=gw.url) as http,
+    ):
+        for headers in ({}, {"authorization": "Bearer wrong-token"}):
+            refused = http.get("/metrics", headers=headers)
+            assert refused.status_code == 401, refused.text
+            assert refused.headers["www-authenticate"].startswith("Bearer")
+            assert refused.json()["error"]["type"] == "authentication_error"
+        allowed = http.get("/metrics", headers={"authorization": f"Bearer {token}"})
+        assert allowed.status_code == 200
+        assert any(f.name == "lockgate_config_version" for f in text_string_to_metric_families(allowed.text))
+
+
 def test_open_circuits_are_a_gauge(tmp_path: Path, mock: MockProviderThread) -> None:
     """A target whose breaker opened shows on /metrics until it closes again."""
     mock.add_fault(status=503, times=-1, match_model="m-broken")
