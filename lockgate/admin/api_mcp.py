@@ -44,6 +44,7 @@ class ServerUpdate(Body):
     pin_policy: Literal["off", "flag", "block"] | None = None
     timeout_ms: int | None = Field(None, ge=100, le=3_600_000)
     tags: list[str] | None = None
+    tool_costs: dict[str, float] | None = None
     workspace_ids: list[str] | None = None
     key_ids: list[str] | None = None
 
@@ -183,6 +184,7 @@ async def update_server(
             c: current[c]
             for c in ("status", "status_reason", "tool_status", "pin_policy", "timeout_ms", "tags")
         },
+        "tool_costs": current["tool_costs"] or {},
         **{k: v for k, v in changes.items() if k not in ("secret", "workspace_ids", "key_ids")},
     }
     try:

@@ -117,6 +117,8 @@ def export_mcp(state: ControlState, ws_names: dict[str, str]) -> dict[str, list[
             item["tool_status"] = row["tool_status"]
         if row["tags"]:
             item["tags"] = row["tags"]
+        if row["tool_costs"]:
+            item["tool_costs"] = row["tool_costs"]
         if row["workspace_id"]:
             item["workspace"] = ws_names[row["workspace_id"]]
         if row["workspace_ids"] is not None:

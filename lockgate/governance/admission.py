@@ -71,13 +71,20 @@ class Pass:
     local: bool = False  # admitted on this process's fallback counters
     headers: Headers = field(default_factory=list)
     settled: bool = False
+    requests: int = 1  # what the spend ledger counts this as (see Settlement.requests)
 
     async def settle(self, record: RequestRecord) -> None:
         """Charge the real cost and tokens (or nothing) and let go of the reservation; once."""
-        if self.settled:
-            return
+        if not self.settled:
+            await self._apply(self.governor.plan(self, record))
+
+    async def settle_charge(self, cost: float) -> None:
+        """Settle a fixed-price call (``Governor.admit_charge``): charge ``cost`` (0: release); once."""
+        if not self.settled:
+            await self._apply(self.governor.price_plan(self, cost))
+
+    async def _apply(self, plan: Settlement) -> None:
         self.settled = True
-        plan = self.governor.plan(self, record)
         if plan.needs_counters and self.governor.counters.shared:
             # Shielded: a client that disconnects must not leave the reservation held.
             await asyncio.shield(self.governor.apply(plan))
@@ -132,13 +139,7 @@ class Governor:
             check_usage_policies(
                 rules.policies, model, [t[1] for t in targets], body, metadata, endpoint=endpoint
             )
-        tracked = (
-            governance.org_scope,
-            f"ws:{principal.workspace_id}",
-            f"key:{principal.key_id}",
-            *(metadata_scope(k, v) for k, v in metadata.items() if k in governance.metadata),
-        )
-        gate = Pass(self, tracked, rules.budgets)
+        gate = Pass(self, _tracked(governance, principal, metadata), rules.budgets)
         if not rules.budgets and not rules.limits:
             return gate
         record.limits = self.mode
@@ -173,6 +174,26 @@ class Governor:
         gate.ticket = admission.ticket
         gate.token_windows = tuple(token_windows)
         gate.headers = _limit_headers(windows, admission.remaining)
+        return gate
+
+    async def admit_charge(
+        self, governance: Governance, principal: Principal, request_id: str, price: float
+    ) -> Pass:
+        """A call with a fixed price (an MCP tool's cost per call): reserve ``price`` on every hard
+        budget of the caller, in the same atomic step and on the same counters as LLM requests;
+        ``Pass.settle_charge`` charges it (or releases it when the call never ran)."""
+        metadata = dict(principal.metadata)
+        rules = governance.rules(principal.key_id, principal.workspace_id) + governance.for_metadata(metadata)
+        gate = Pass(self, _tracked(governance, principal, metadata), rules.budgets, requests=0)
+        hard = [(b, s) for b, s in rules.budgets if b.hard]
+        if not hard:
+            return gate
+        now = time.time()
+        checks = tuple(BudgetCheck(s, field_name(b.period, now), b.amount, b.id) for b, s in hard)
+        admission, gate.local = await self._admit(request_id, now, price, checks, (), ())
+        if admission.refusal is not None:
+            raise self._refused(admission.refusal, rules.budgets, (), [], price, now)
+        gate.ticket = admission.ticket
         return gate
 
     async def admit_windows(self, request_id: str, windows: tuple[WindowCheck, ...]) -> Admission:
@@ -278,9 +299,14 @@ class Governor:
 
     def plan(self, gate: Pass, record: RequestRecord) -> Settlement:
         """What settling ``gate`` takes, from the record's usage and cost (no I/O)."""
-        cost = record.cost_usd or 0.0
         tokens = (record.prompt_tokens or 0) + (record.completion_tokens or 0)
         served = f"int:{record.provider}" if record.provider else None
+        return self._plan(gate, record.cost_usd or 0.0, tokens, served)
+
+    def price_plan(self, gate: Pass, cost: float) -> Settlement:
+        return self._plan(gate, cost, 0, None)
+
+    def _plan(self, gate: Pass, cost: float, tokens: int, served: str | None) -> Settlement:
         scopes = gate.tracked + ((served,) if served else ())
         now = time.time()
         fields = all_fields(now)
@@ -293,6 +319,7 @@ class Governor:
             now,
             cost,
             tokens,
+            gate.requests,
             scopes,
             tuple(Charge(s, fields, cost) for s in immediate) if cost else (),
             tuple(Charge(s, fields, cost) for s in scopes if s not in immediate) if cost else (),
@@ -323,8 +350,9 @@ class Governor:
         else:
             epoch = settled.epoch if settled is not None else UNCERTAIN
         day = day_number(plan.now)
+        spent = plan.cost or plan.tokens or plan.requests  # a released tool charge leaves no ledger row
         self.book.record(
-            [(s, day, plan.cost, plan.tokens, 1) for s in plan.scopes],
+            [(s, day, plan.cost, plan.tokens, plan.requests) for s in plan.scopes] if spent else [],
             [*((c, epoch) for c in plan.charges), *((c, None) for c in plan.later)],
         )
         if settled is not None and settled.values:
@@ -341,6 +369,7 @@ class Settlement:
     now: float
     cost: float
     tokens: int
+    requests: int  # 1 for an LLM request; 0 for a priced tool call (spend, not request volume)
     scopes: tuple[str, ...]
     charges: tuple[Charge, ...]  # to the counters now
     later: tuple[Charge, ...]  # to the counters with the spend book's next batch
@@ -349,6 +378,16 @@ class Settlement:
     @property
     def needs_counters(self) -> bool:
         return self.gate.ticket is not None or bool(self.charges) or bool(self.tokens_used)
+
+
+def _tracked(governance: Governance, principal: Principal, metadata: dict[str, str]) -> tuple[str, ...]:
+    """The scopes a caller's spend is recorded under: org, workspace, key and tracked metadata values."""
+    return (
+        governance.org_scope,
+        f"ws:{principal.workspace_id}",
+        f"key:{principal.key_id}",
+        *(metadata_scope(k, v) for k, v in metadata.items() if k in governance.metadata),
+    )
 
 
 def route_targets(route: Any) -> list[tuple[str, str, str]]:

@@ -79,4 +79,8 @@ def build_mcp_proxy(lockgate: Lockgate) -> McpGateway:
         # A decision is a config change; the admin context publishes it (lockgate/admin/app.py).
         approvals=ApprovalQueue(lockgate.plane.control, lambda version: lockgate._admin_ctx.changed(version)),
         admit=lockgate.governor.admit_windows,  # per-tool limits on the LLM limits' counters
+        # Tool prices go to the same budgets as LLM spend, reserved and settled the same way.
+        charge=lambda principal, call_id, price: lockgate.governor.admit_charge(
+            lockgate.snapshots.current.governance, principal, call_id, price
+        ),
     )

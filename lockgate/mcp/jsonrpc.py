@@ -37,11 +37,13 @@ APPROVAL_REJECTED = -32036  # a require_approval policy: an admin said no
 APPROVAL_TIMEOUT = -32037  # ... nobody decided in time
 APPROVAL_PENDING_LIMIT = -32038  # ... too many calls already wait on this worker
 RATE_LIMITED = -32039  # a per-tool rate limit
+BUDGET_EXCEEDED = -32040  # the tool's price does not fit the caller's budget
 
 __all__ = [
     "APPROVAL_PENDING_LIMIT",
     "APPROVAL_REJECTED",
     "APPROVAL_TIMEOUT",
+    "BUDGET_EXCEEDED",
     "DISABLED",
     "FORBIDDEN",
     "HEADER_MISMATCH",
@@ -74,6 +76,7 @@ _DENIED = frozenset(
         APPROVAL_TIMEOUT,
         APPROVAL_PENDING_LIMIT,
         RATE_LIMITED,
+        BUDGET_EXCEEDED,
     )
 )
 

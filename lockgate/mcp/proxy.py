@@ -22,13 +22,15 @@ from typing import Any
 import orjson
 
 from lockgate.admin.snapshot import Snapshot
-from lockgate.errors import AuthenticationFailed, BodyTooLarge, LimitsUnavailable
+from lockgate.errors import AuthenticationFailed, BodyTooLarge, BudgetExceeded, LimitsUnavailable
+from lockgate.governance.admission import Pass
 from lockgate.governance.auth import Authenticator, Principal
 from lockgate.mcp import methods
 from lockgate.mcp.action_policy import WINDOWS, ToolPolicy, decide
 from lockgate.mcp.approvals import ApprovalQueue
 from lockgate.mcp.calls import InFlight, redact
 from lockgate.mcp.jsonrpc import (
+    BUDGET_EXCEEDED,
     FORBIDDEN,
     HEADER_MISMATCH,
     INTERNAL_ERROR,
@@ -77,6 +79,7 @@ class McpProxy:
         max_body_bytes: int,
         approvals: ApprovalQueue | None = None,
         admit: Callable[[str, tuple[WindowCheck, ...]], Awaitable[Admission]] | None = None,
+        charge: Callable[[Principal, str, float], Awaitable[Pass]] | None = None,
     ) -> None:
         self.auth = auth
         self.snapshot = snapshot
@@ -86,6 +89,7 @@ class McpProxy:
         self.max_body_bytes = max_body_bytes
         self.approvals = approvals
         self.admit = admit
+        self.charge = charge
         self.in_flight = InFlight()
         self.closing = asyncio.Event()
 
@@ -264,6 +268,8 @@ class McpProxy:
             record.trace_id, record.span_id = ctx.trace
         if method == "tools/call":
             record.arguments = redact(params.get("arguments"))
+        gate: Pass | None = None  # the tool's price, reserved on the caller's budgets
+        sent = False
         try:
             server, inner = methods.routed_target(ctx, method, params)
             record.server, record.server_version, record.tool = server.name, server.version, inner
@@ -272,10 +278,12 @@ class McpProxy:
                 cached = self.pool.cached(server)
                 methods.pin_verdict(ctx, server, inner, cached.hashes.get(inner) if cached else None)
                 await self._action_policies(ctx, server, inner, params.get("arguments") or {}, record.id)
+                gate = await self._reserve_price(ctx, server, inner, record)
             forwarded = _strip_meta(methods.unprefixed_params(ctx, method, params, inner))
             call = self.pool.get(server).request(
                 method, forwarded, timeout_s=server.timeout_s, session=ctx.upstream_session(server)
             )
+            sent = True
             result: dict[str, Any] = await self.in_flight.run(
                 server.address, inner if method == "tools/call" else None, call
             )
@@ -291,6 +299,11 @@ class McpProxy:
             record.status, record.error_code = "error", INTERNAL_ERROR
             raise McpError(INTERNAL_ERROR, "Internal error in Lockgate.") from exc
         finally:
+            if gate is not None:
+                # A call that reached the server costs its price, whatever it answered; one
+                # refused or cut before it was sent costs nothing.
+                record.cost_usd = record.cost_usd if sent else None
+                await gate.settle_charge(record.cost_usd or 0.0)
             record.latency_ms = (time.time() - started) * 1000
             record.verdicts = ctx.verdicts or None
             self.record(record)
@@ -332,6 +345,23 @@ class McpProxy:
                 decision.policy, principal, server.name, tool, redact(args)
             )
             verdict["verdict"] = "approved"
+
+    async def _reserve_price(
+        self, ctx: methods.CallContext, server: McpServer, tool: str, record: ToolCallRecord
+    ) -> Pass | None:
+        """Reserve the tool's price (``tool_costs``) on the caller's hard budgets; None when it is free."""
+        price = server.price(tool)
+        if price <= 0 or self.charge is None:
+            return None
+        try:
+            gate = await self.charge(ctx.principal, record.id, price)
+        except BudgetExceeded as exc:
+            ctx.verdicts.append({"check": "budget", "verdict": "deny", "price_usd": price})
+            raise McpError(BUDGET_EXCEEDED, exc.message, {"price_usd": price}) from None
+        except LimitsUnavailable as exc:
+            raise McpError(RATE_LIMITED, exc.message, {"price_usd": price}) from None
+        record.cost_usd = price
+        return gate
 
     async def _tool_limits(
         self, ctx: methods.CallContext, limits: tuple[ToolPolicy, ...], tool: str, call_id: str

@@ -12,6 +12,7 @@ import hashlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from types import MappingProxyType
 
 import orjson
@@ -49,10 +50,17 @@ class McpServer:
     key_ids: frozenset[str] | None
     # Identity of the upstream connection: a pooled connection is replaced when this changes.
     connection_id: str = ""
+    tool_costs: Mapping[str, float] = field(default_factory=dict)  # tool or pattern -> USD per call
 
     @property
     def address(self) -> str:
         return f"{self.name}@{self.version}"
+
+    def price(self, tool: str) -> float:
+        """USD per call of ``tool``: its own price, else the first pattern that matches, else 0."""
+        if tool in self.tool_costs:
+            return self.tool_costs[tool]
+        return next((usd for pattern, usd in self.tool_costs.items() if fnmatchcase(tool, pattern)), 0.0)
 
     def usable_by(self, workspace_id: str, key_id: str) -> bool:
         if self.workspace_ids is not None and workspace_id not in self.workspace_ids:
@@ -203,6 +211,7 @@ def _server(row: Row, secrets: SecretBox) -> McpServer | None:
         workspace_ids=frozenset(row["workspace_ids"]) if row["workspace_ids"] is not None else None,
         key_ids=frozenset(row["key_ids"]) if row["key_ids"] is not None else None,
         connection_id=hashlib.sha256(identity).hexdigest()[:16],
+        tool_costs=MappingProxyType(dict(row.get("tool_costs") or {})),
     )
 
 

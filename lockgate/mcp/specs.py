@@ -37,6 +37,20 @@ class McpServerSpec(BaseModel):
     pin_policy: Literal["off", "flag", "block"] = "flag"
     timeout_ms: int = Field(30_000, ge=100, le=3_600_000)
     tags: list[str] = Field(default_factory=list)
+    tool_costs: dict[str, float] = Field(
+        default_factory=dict,
+        description='USD per call by tool name or fnmatch pattern ("*"), charged to the caller\'s budgets.',
+    )
+
+    @field_validator("tool_costs")
+    @classmethod
+    def _prices(cls, value: dict[str, float]) -> dict[str, float]:
+        for tool, usd in value.items():
+            if not tool or len(tool) > 200:
+                raise ValueError("a tool name or pattern has 1 to 200 characters")
+            if not (0 <= usd <= 1_000_000):  # also refuses NaN
+                raise ValueError(f"{tool}: a price is between 0 and 1,000,000 USD per call")
+        return value
 
     @model_validator(mode="after")
     def _transport_fields(self) -> McpServerSpec:
@@ -72,6 +86,7 @@ def server_values(spec: McpServerSpec, encrypt: Any) -> dict[str, Any]:
         "pin_policy": spec.pin_policy,
         "timeout_ms": spec.timeout_ms,
         "tags": spec.tags,
+        "tool_costs": spec.tool_costs or None,
     }
 
 

@@ -421,6 +421,7 @@ mcp_servers = Table(
     Column("pin_policy", String(8), nullable=False),  # off | flag | block
     Column("timeout_ms", Integer, nullable=False),
     Column("tags", JSON, nullable=False),
+    Column("tool_costs", JSON),  # {tool or fnmatch pattern: USD per call}, charged to budgets
     Column("retired", Boolean, nullable=False),
     *_tracked(),
     UniqueConstraint("name", "server_version", name="uq_mcp_servers_name_version"),
@@ -464,6 +465,7 @@ tool_calls = Table(
     Column("result_bytes", Integer),
     Column("latency_ms", Float),
     Column("verdicts", JSON),  # policy decisions and pins
+    Column("cost_usd", Float),  # the tool's price, when it has one and the call reached the server
     Column("trace_id", String(32)),
     Column("span_id", String(16)),
     Index("ix_tool_calls_created_at", "created_at"),

@@ -146,6 +146,7 @@ class ToolCallRecord:
     verdicts: list[dict[str, Any]] | None = None
     trace_id: str | None = None
     span_id: str | None = None
+    cost_usd: float | None = None  # the tool's price (mcp_servers.tool_costs), charged to budgets
 
     def to_row(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _TOOL_CALL_FIELDS}
