@@ -141,17 +141,12 @@ class _Printer:
             for row in rows:
                 sys.stdout.write(orjson.dumps(row).decode() + "\n")
         elif self._csv is not None:
-            from lockgate.admin.api_logs import CSV_COLUMNS
+            from lockgate.admin.api_logs import CSV_COLUMNS, csv_cell
 
             if self.header:
                 self._csv.writerow(CSV_COLUMNS)
             for row in rows:
-                self._csv.writerow(
-                    [
-                        orjson.dumps(row[c]).decode() if isinstance(row[c], dict | list) else row[c]
-                        for c in CSV_COLUMNS
-                    ]
-                )
+                self._csv.writerow([csv_cell(row.get(c)) for c in CSV_COLUMNS])
         elif rows or self.header:
             _print_table(rows, self.header)
         sys.stdout.flush()

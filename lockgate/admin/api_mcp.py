@@ -14,6 +14,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import Field, ValidationError
 
+from lockgate.admin.api_logs import CallFilter, listing
 from lockgate.admin.app import Ctx, Cursor, Limit, Version, Who, one, page
 from lockgate.admin.rbac import Actor
 from lockgate.admin.schemas import Body
@@ -324,14 +325,8 @@ async def delete_rule(rule_id: str, ctx: Ctx, actor: Who, version: Version) -> d
 
 @router.get("/mcp/tool-calls", tags=["mcp"])
 async def list_tool_calls(
-    ctx: Ctx,
-    actor: Who,
-    limit: Limit = 50,
-    server: str | None = None,
-    tool: str | None = None,
+    ctx: Ctx, f: CallFilter, limit: Limit = 50, cursor: Cursor = None
 ) -> dict[str, Any]:
-    """Tool-call records, newest first; workspace admins see their workspaces' calls."""
-    rows = await ctx.control.store.tool_call_records(limit=limit, server=server, tool=tool)
-    visible = actor.visible_workspaces()
-    data = [{"object": "tool_call", **r} for r in rows if visible is None or r["workspace_id"] in visible]
-    return {"object": "list", "data": data, "has_more": False, "next_cursor": None}
+    """Tool-call records, newest first (``/logs?kind=tool_call``); workspace admins see their
+    workspaces' calls."""
+    return await listing(ctx, f, limit, cursor)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from lockgate.governance.secrets import SecretBox
 from lockgate.store import migrate
-from lockgate.store.logs import LogStore
+from lockgate.store.logs import LogFilter, LogStore
 from lockgate.store.tables import request_logs, tool_calls
 
 
@@ -89,14 +89,10 @@ class Store:
     async def tool_call_records(
         self, *, limit: int = 100, server: str | None = None, tool: str | None = None
     ) -> list[dict[str, Any]]:
-        """Most recent first."""
-        query = select(tool_calls).order_by(tool_calls.c.created_at.desc()).limit(limit)
-        if server is not None:
-            query = query.where(tool_calls.c.server == server)
-        if tool is not None:
-            query = query.where(tool_calls.c.tool == tool)
-        async with self.engine.connect() as conn:
-            return [{str(k): v for k, v in r._mapping.items()} for r in await conn.execute(query)]
+        """Most recent first (the logs API's reader, ``kind="tool_call"``)."""
+        f = LogFilter(kind="tool_call", server=server, tool=tool)
+        rows, _ = await self.logs.page(f, limit=limit)
+        return [{k: v for k, v in r.items() if k != "object"} for r in rows]
 
     async def recent_request_records(
         self, limit: int = 20, after: float | None = None

@@ -1,7 +1,11 @@
-"""Request records in the store: batched writes with their rollups, filtered reads, retention.
+"""Request and tool-call records in the store: batched writes with their rollups, filtered reads,
+retention.
 
 Only the background writer, the admin API and the CLI come here; the request
-path never does (it hands records to ``telemetry/writer.py``).
+path never does (it hands records to ``telemetry/writer.py``). One ``LogFilter``
+reads both tables: its ``kind`` picks request records, MCP tool calls or both
+(merged newest first under one cursor); a filter that only one kind has (model,
+server ...) matches nothing of the other kind.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, and_, delete, false, insert, or_, select
+from sqlalchemy import ColumnElement, Table, and_, delete, false, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from lockgate.errors import BadRequest
@@ -37,7 +41,7 @@ class LogFilter:
     key_id: str | None = None
     model: str | None = None  # the resolved or the requested model
     provider: str | None = None
-    status: str | None = None  # "200", "4xx", "5xx", "error" or "success"
+    status: str | None = None  # "200", "4xx", "5xx", "error", "success" or a tool-call status
     tags: dict[str, str] = field(default_factory=dict)
     min_cost: float | None = None
     min_latency_ms: float | None = None
@@ -45,11 +49,29 @@ class LogFilter:
     trace_id: str | None = None
     cache_status: str | None = None
     limits: str | None = None  # how limits and budgets held: exact, approximate or local
+    # MCP tool calls: the registered server's name and the server's own tool name.
+    server: str | None = None
+    tool: str | None = None
+    kind: str = "request"  # request | tool_call | all
+
+    def request_only(self) -> bool:
+        """A filter only request records have: tool calls never match it."""
+        return bool(
+            self.model or self.provider or self.tags or self.min_cost is not None
+            or self.cache_status or self.limits
+        )  # fmt: skip
+
+
+KINDS = ("request", "tool_call", "all")
+# Tool-call statuses (telemetry/records.py ToolCallRecord); "error" as a filter means any failure.
+CALL_STATUSES = ("ok", "tool_error", "denied", "timeout", "killed")
 
 
 def _status_condition(status: str) -> ColumnElement[bool]:
     c = request_logs.c.status
     value = status.strip().lower()
+    if value in CALL_STATUSES:
+        return false()
     if value == "error":
         return or_(c >= 400, c == 0)
     if value == "success":
@@ -59,7 +81,24 @@ def _status_condition(status: str) -> ColumnElement[bool]:
         return and_(c >= low, c < low + 100)
     if value.isdigit():
         return c == int(value)
-    raise BadRequest("status must be a code (429), a class (4xx), 'error' or 'success'.", param="status")
+    raise BadRequest(
+        "status must be a code (429), a class (4xx), 'error', 'success' or a tool-call status "
+        f"({', '.join(CALL_STATUSES)}).",
+        param="status",
+    )
+
+
+def _call_status_condition(status: str) -> ColumnElement[bool]:
+    c = tool_calls.c.status
+    value = status.strip().lower()
+    if value == "error":
+        return c != "ok"
+    if value == "success":
+        return c == "ok"
+    if value in CALL_STATUSES:
+        return c == value
+    _status_condition(value)  # an HTTP status or class: valid, but no tool call has one
+    return false()
 
 
 def _like(text: str) -> str:
@@ -67,8 +106,9 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-def conditions(f: LogFilter) -> list[ColumnElement[bool]]:
-    c = request_logs.c
+def _shared(f: LogFilter, table: Table) -> list[ColumnElement[bool]]:
+    """Conditions on the columns both record tables have."""
+    c = table.c
     out: list[ColumnElement[bool]] = []
     if f.since is not None:
         out.append(c.created_at >= f.since)
@@ -80,6 +120,23 @@ def conditions(f: LogFilter) -> list[ColumnElement[bool]]:
         out.append(c.workspace_id.in_(sorted(f.workspace_in)) if f.workspace_in else false())
     if f.key_id is not None:
         out.append(c.key_id == f.key_id)
+    if f.min_latency_ms is not None:
+        out.append(c.latency_ms >= f.min_latency_ms)
+    if f.text:
+        pattern = _like(f.text)
+        typed = c.error_type if table is request_logs else c.status
+        out.append(or_(c.error_message.ilike(pattern, escape="\\"), typed.ilike(pattern, escape="\\")))
+    if f.trace_id is not None:
+        out.append(c.trace_id == f.trace_id)
+    return out
+
+
+def conditions(f: LogFilter) -> list[ColumnElement[bool]]:
+    """``request_logs`` rows that match."""
+    c = request_logs.c
+    out = _shared(f, request_logs)
+    if f.server is not None or f.tool is not None:
+        out.append(false())
     if f.model is not None:
         out.append(or_(c.model == f.model, c.requested_model == f.model))
     if f.provider is not None:
@@ -90,17 +147,25 @@ def conditions(f: LogFilter) -> list[ColumnElement[bool]]:
         out.append(c.metadata[key].as_string() == value)
     if f.min_cost is not None:
         out.append(c.cost_usd >= f.min_cost)
-    if f.min_latency_ms is not None:
-        out.append(c.latency_ms >= f.min_latency_ms)
-    if f.text:
-        pattern = _like(f.text)
-        out.append(or_(c.error_message.ilike(pattern, escape="\\"), c.error_type.ilike(pattern, escape="\\")))
-    if f.trace_id is not None:
-        out.append(c.trace_id == f.trace_id)
     if f.cache_status is not None:
         out.append(c.cache_status == f.cache_status)
     if f.limits is not None:
         out.append(c.limits == f.limits)
+    return out
+
+
+def call_conditions(f: LogFilter) -> list[ColumnElement[bool]]:
+    """``tool_calls`` rows that match."""
+    c = tool_calls.c
+    out = _shared(f, tool_calls)
+    if f.request_only():
+        out.append(false())
+    if f.server is not None:
+        out.append(c.server == f.server)
+    if f.tool is not None:
+        out.append(c.tool == f.tool)
+    if f.status is not None:
+        out.append(_call_status_condition(f.status))
     return out
 
 
@@ -148,15 +213,26 @@ class LogStore:
     async def page(
         self, f: LogFilter, *, limit: int, cursor: str | None = None
     ) -> tuple[list[Row], str | None]:
-        """Newest first; the second value is the cursor of the next page (None at the end)."""
-        c = request_logs.c
-        query = select(request_logs).where(*conditions(f))
-        if cursor is not None:
-            at, row_id = decode_cursor(cursor)
-            query = query.where(or_(c.created_at < at, and_(c.created_at == at, c.id < row_id)))
-        query = query.order_by(c.created_at.desc(), c.id.desc()).limit(limit + 1)
+        """Newest first; the second value is the cursor of the next page (None at the end).
+
+        Rows carry ``object``: ``request_log`` or ``tool_call``. With ``kind="all"`` each table
+        gives its newest ``limit + 1`` after the cursor and the merge keeps the newest ``limit``,
+        so one (created_at, id) cursor pages through both.
+        """
+        if f.kind not in KINDS:
+            raise BadRequest("kind must be request, tool_call or all.", param="kind")
+        after = decode_cursor(cursor) if cursor is not None else None
+        sources = []
+        if f.kind in ("request", "all"):
+            sources.append((request_logs, conditions(f), "request_log"))
+        if f.kind in ("tool_call", "all"):
+            sources.append((tool_calls, call_conditions(f), "tool_call"))
+        rows: list[Row] = []
         async with self.engine.connect() as conn:
-            rows = [_row(r) for r in await conn.execute(query)]
+            for table, where, name in sources:
+                rows.extend(await _newest(conn, table, where, after, limit + 1, name))
+        if len(sources) > 1:
+            rows.sort(key=lambda r: (r["created_at"], r["id"]), reverse=True)
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, encode_cursor(rows[-1]) if more and rows else None
@@ -172,16 +248,24 @@ class LogStore:
                 return
 
     async def get(self, record_id: str) -> Row | None:
+        """A request record or a tool call (``object`` says which)."""
         async with self.engine.connect() as conn:
-            found = (await conn.execute(select(request_logs).where(request_logs.c.id == record_id))).first()
-        return _row(found) if found is not None else None
+            for table, name in ((request_logs, "request_log"), (tool_calls, "tool_call")):
+                found = (await conn.execute(select(table).where(table.c.id == record_id))).first()
+                if found is not None:
+                    return {"object": name, **_row(found)}
+        return None
 
     async def delete_before(self, cutoff: float, *, batch: int) -> int:
-        """Delete at most ``batch`` records older than ``cutoff``; short transactions, bounded locks."""
-        oldest = select(request_logs.c.id).where(request_logs.c.created_at < cutoff).limit(batch)
-        async with self.engine.begin() as conn:
-            result = await conn.execute(delete(request_logs).where(request_logs.c.id.in_(oldest)))
-        return result.rowcount or 0
+        """Delete at most ``batch`` request records and ``batch`` tool calls older than ``cutoff``;
+        short transactions, bounded locks. Fewer than ``batch`` deleted: none of either is left."""
+        deleted = 0
+        for table in (request_logs, tool_calls):
+            oldest = select(table.c.id).where(table.c.created_at < cutoff).limit(batch)
+            async with self.engine.begin() as conn:
+                result = await conn.execute(delete(table).where(table.c.id.in_(oldest)))
+            deleted += result.rowcount or 0
+        return deleted
 
     async def prune_rollups(self, *, minute_before: float, hour_before: float) -> int:
         r = request_rollups.c
@@ -204,6 +288,23 @@ async def _unstored(conn: AsyncConnection, table: Any, rows: list[Row]) -> list[
     found = await conn.execute(select(table.c.id).where(table.c.id.in_([r["id"] for r in rows])))
     present = set(found.scalars())
     return [r for r in rows if r["id"] not in present]
+
+
+async def _newest(
+    conn: AsyncConnection,
+    table: Table,
+    where: list[ColumnElement[bool]],
+    after: tuple[float, str] | None,
+    limit: int,
+    name: str,
+) -> list[Row]:
+    c = table.c
+    query = select(table).where(*where)
+    if after is not None:
+        at, row_id = after
+        query = query.where(or_(c.created_at < at, and_(c.created_at == at, c.id < row_id)))
+    query = query.order_by(c.created_at.desc(), c.id.desc()).limit(limit)
+    return [{"object": name, **_row(r)} for r in await conn.execute(query)]
 
 
 def _row(record: Any) -> Row:
