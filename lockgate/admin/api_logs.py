@@ -197,11 +197,20 @@ async def get_analytics(
     until: Annotated[datetime | None, Query(description="Default: now.")] = None,
     bucket: Literal["minute", "hour", "day"] = "hour",
     group_by: Annotated[
-        str, Query(description="none, workspace, key, model, provider or tag:<metadata key>.")
+        str,
+        Query(
+            description="llm: none, workspace, key, model, provider or tag:<metadata key>. "
+            "mcp: none, workspace, server, tool or key."
+        ),
     ] = "none",
     workspace_id: str | None = None,
+    source: Annotated[
+        Literal["llm", "mcp"], Query(description="llm: request records; mcp: MCP tool calls.")
+    ] = "llm",
+    server: Annotated[str | None, Query(description="mcp, group_by=tool: this server's tools.")] = None,
 ) -> dict[str, Any]:
-    """Requests, errors, tokens, cost, latency and TTFT percentiles, cache hit rate per bucket and group."""
+    """Requests, errors, tokens, cost, latency and TTFT percentiles, cache hit rate per bucket and group;
+    for ``source=mcp``: tool calls, errors, error rate and latency percentiles."""
     end = _stamp(until) or time.time()
     start = _stamp(since) or end - 86_400
     q = analytics.Query(
@@ -211,5 +220,7 @@ async def get_analytics(
         group_by=group_by,
         workspace_id=workspace_id,
         workspace_in=_scope(actor, workspace_id),
+        source=source,
+        server=server,
     )
     return await analytics.query(ctx.logs.engine, q)

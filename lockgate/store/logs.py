@@ -188,10 +188,10 @@ class LogStore:
     async def write(self, rows: Sequence[Row], *, dedupe: bool = False) -> int:
         """Insert records and add them to the rollups, in one transaction; returns rows written.
 
-        Rows marked ``TOOL_CALL_MARK`` are MCP tool calls: they go to ``tool_calls`` (no
-        rollups), in the same transaction. ``dedupe`` (replaying a spill file, which may
-        hold records a crash kept from being marked done) skips ids already stored, so
-        nothing is counted twice.
+        Rows marked ``TOOL_CALL_MARK`` are MCP tool calls: they go to ``tool_calls`` (with
+        rollups of their own dimensions), in the same transaction. ``dedupe`` (replaying a
+        spill file, which may hold records a crash kept from being marked done) skips ids
+        already stored, so nothing is counted twice.
         """
         if not rows:
             return 0
@@ -205,9 +205,10 @@ class LogStore:
                 calls = await _unstored(conn, tool_calls, calls)
             if requests:
                 await conn.execute(insert(request_logs), requests)
-                await add_rollups(conn, rollups.deltas(requests))
             if calls:
                 await conn.execute(insert(tool_calls), calls)
+            # Request rows' keys, then tool calls' (other dimensions): one lock order for every writer.
+            await add_rollups(conn, rollups.deltas(requests) + rollups.call_deltas(calls))
         return len(requests) + len(calls)
 
     async def page(

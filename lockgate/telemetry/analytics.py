@@ -4,6 +4,10 @@ Minute buckets come from minute rollups (kept ``rollup_minute_hours``; only the
 workspace total, model and provider dimensions), hour buckets from hour
 rollups, day buckets (UTC) by summing hour rollups. Percentiles come from the
 merged latency histograms (accuracy: see telemetry/histogram.py).
+
+``source="mcp"`` asks the same of MCP tool calls (their own rollup dimensions):
+calls, errors, error rate and latency per server, tool (``server__tool``),
+workspace or key; minute buckets for the total and per server.
 """
 
 from __future__ import annotations
@@ -20,14 +24,18 @@ from lockgate.telemetry.histogram import quantile
 from lockgate.telemetry.rollups import (
     HOUR,
     LATENCY_COLUMNS,
+    MCP_MINUTE_DIMENSIONS,
     MINUTE,
     MINUTE_DIMENSIONS,
     SUM_COLUMNS,
+    TOOL_SEPARATOR,
     TTFT_COLUMNS,
 )
 
 BUCKETS = {"minute": MINUTE, "hour": HOUR, "day": 86_400}
 GROUPS = ("none", "workspace", "key", "model", "provider", "tag:<key>")
+# source=mcp: group_by -> rollup dimension (workspace: the total, grouped by its workspace column).
+MCP_GROUPS = {"none": "mcp", "workspace": "mcp", "server": "mcp.srv", "tool": "mcp.tool", "key": "mcp.key"}
 MAX_POINTS = 5000
 
 
@@ -39,6 +47,32 @@ class Query:
     group_by: str = "none"
     workspace_id: str | None = None
     workspace_in: Collection[str] | None = None
+    source: str = "llm"  # llm: request records; mcp: tool calls
+    server: str | None = None  # source=mcp, group_by=tool: only this server's tools
+
+
+def _dimension(q: Query) -> tuple[str, str | None, tuple[str, ...]]:
+    """The rollup dimension, a value prefix to keep (or None), and the dimensions minute rows have."""
+    group = q.group_by
+    if q.source == "mcp":
+        if group not in MCP_GROUPS:
+            groups = ", ".join(MCP_GROUPS)
+            raise BadRequest(f"group_by for source=mcp must be one of {groups}.", param="group_by")
+        if q.server is not None and group != "tool":
+            raise BadRequest("server narrows group_by=tool only.", param="server")
+        prefix = q.server + TOOL_SEPARATOR if q.server is not None else None
+        return MCP_GROUPS[group], prefix, MCP_MINUTE_DIMENSIONS
+    if q.source != "llm":
+        raise BadRequest("source must be llm or mcp.", param="source")
+    if q.server is not None:
+        raise BadRequest("server goes with source=mcp.", param="server")
+    if group in ("none", "workspace"):
+        return "all", None, MINUTE_DIMENSIONS
+    if group in ("key", "model", "provider"):
+        return group, None, MINUTE_DIMENSIONS
+    if group.startswith("tag:") and len(group) > 4:
+        return "tag", group[4:] + "=", MINUTE_DIMENSIONS
+    raise BadRequest(f"group_by must be one of {', '.join(GROUPS)}.", param="group_by")
 
 
 def _plan(q: Query) -> dict[str, Any]:
@@ -46,20 +80,10 @@ def _plan(q: Query) -> dict[str, Any]:
         raise BadRequest("bucket must be minute, hour or day.", param="bucket")
     step = BUCKETS[q.bucket]
     res = MINUTE if q.bucket == "minute" else HOUR
-    group = q.group_by
-    if group in ("none", "workspace"):
-        dim, prefix = "all", None
-    elif group in ("key", "model", "provider"):
-        dim, prefix = group, None
-    elif group.startswith("tag:") and len(group) > 4:
-        dim, prefix = "tag", group[4:] + "="
-    else:
-        raise BadRequest(f"group_by must be one of {', '.join(GROUPS)}.", param="group_by")
-    if res == MINUTE and dim not in MINUTE_DIMENSIONS:
-        raise BadRequest(
-            "Minute buckets exist for group_by none, workspace, model and provider; use hour or day.",
-            param="group_by",
-        )
+    dim, prefix, minute_dims = _dimension(q)
+    if res == MINUTE and dim not in minute_dims:
+        groups = "none, workspace and server" if q.source == "mcp" else "none, workspace, model and provider"
+        raise BadRequest(f"Minute buckets exist for group_by {groups}; use hour or day.", param="group_by")
     if q.until <= q.since:
         raise BadRequest("until must be after since.", param="until")
     since = int(q.since // step) * step
@@ -82,11 +106,13 @@ async def query(engine: AsyncEngine, q: Query) -> dict[str, Any]:
         workspace_id=q.workspace_id,
         workspace_in=q.workspace_in,
     )
-    strip = len(plan["prefix"]) if plan["prefix"] else 0
+    # A tag's prefix (key=) goes; a server's stays, so a tool reads server__tool in every answer.
+    strip = len(plan["prefix"]) if plan["prefix"] and q.source == "llm" else 0
+    figures = numbers if q.source == "llm" else call_numbers
     data, totals = [], {}
     for row in rows:
         group = row["group"][strip:] if row["group"] else None
-        data.append({"bucket_start": int(row["bucket"]), "group": group, **numbers(row)})
+        data.append({"bucket_start": int(row["bucket"]), "group": group, **figures(row)})
         into = totals.setdefault(group, dict.fromkeys(SUM_COLUMNS, 0))
         for name in SUM_COLUMNS:
             into[name] += row[name] or 0
@@ -95,10 +121,24 @@ async def query(engine: AsyncEngine, q: Query) -> dict[str, Any]:
         "bucket": q.bucket,
         "bucket_seconds": plan["step"],
         "group_by": q.group_by,
+        "source": q.source,
         "since": plan["since"],
         "until": q.until,
         "data": data,
-        "totals": [{"group": g, **numbers(sums)} for g, sums in totals.items()],
+        "totals": [{"group": g, **figures(sums)} for g, sums in totals.items()],
+    }
+
+
+def call_numbers(sums: Mapping[str, Any]) -> dict[str, Any]:
+    """Tool calls' figures: a call has no tokens, cost, cache or time to first token."""
+    calls = int(sums["requests"] or 0)
+    errors = int(sums["errors"] or 0)
+    latency = [int(sums[c] or 0) for c in LATENCY_COLUMNS]
+    return {
+        "calls": calls,
+        "errors": errors,
+        "error_rate": errors / calls if calls else None,
+        "latency_ms": _distribution(float(sums["latency_ms_sum"] or 0.0), calls, latency),
     }
 
 

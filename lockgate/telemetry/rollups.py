@@ -11,12 +11,17 @@ combination of them, so the row count grows with the number of distinct
 values, not their product. Minute rows carry only the low-cardinality
 dimensions (workspace total, model, provider) and are kept for a short time;
 hour rows carry every dimension (day buckets are summed from hours).
+
+MCP tool calls share the table under dimensions of their own (``MCP_DIMENSIONS``:
+the workspace's total, per server, per tool as ``server__tool``, per key), with
+the same counts and latency histogram and no tokens, cost, cache or TTFT. A call
+is an error unless its status is ``ok`` (tool errors, refusals, timeouts, kills).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from lockgate.telemetry.histogram import BUCKETS, bucket_of
@@ -25,6 +30,8 @@ MINUTE, HOUR = 60, 3600
 # Dimensions a rollup row can be about; "all" is the workspace's total.
 DIMENSIONS = ("all", "key", "model", "provider", "tag")
 MINUTE_DIMENSIONS = ("all", "model", "provider")
+MCP_DIMENSIONS = ("mcp", "mcp.srv", "mcp.tool", "mcp.key")
+MCP_MINUTE_DIMENSIONS = ("mcp", "mcp.srv")
 MAX_TAGS_PER_RECORD = 16
 VALUE_MAX = 200
 
@@ -48,6 +55,7 @@ SUM_COLUMNS = (
 )
 KEY_COLUMNS = ("res", "dim", "bucket", "workspace_id", "value")
 RollupKey = tuple[int, str, int, str, str]
+TOOL_SEPARATOR = "__"  # a tool's rollup value: server__tool, as the aggregate /mcp names it
 
 
 def _values(row: Mapping[str, Any], dim: str) -> Iterable[str]:
@@ -61,6 +69,17 @@ def _values(row: Mapping[str, Any], dim: str) -> Iterable[str]:
         return (row.get("provider") or "",)
     metadata = row.get("metadata") or {}
     return [f"{k}={v}"[:VALUE_MAX] for k, v in list(metadata.items())[:MAX_TAGS_PER_RECORD]]
+
+
+def _call_values(row: Mapping[str, Any], dim: str) -> Iterable[str]:
+    if dim == "mcp":
+        return ("",)
+    if dim == "mcp.key":
+        return (row.get("key_id") or "",)
+    server = row.get("server") or ""
+    if dim == "mcp.srv":
+        return (server,)
+    return (f"{server}{TOOL_SEPARATOR}{row.get('tool') or ''}"[:VALUE_MAX],)
 
 
 _NUMBERS = SUM_COLUMNS[:12]  # requests .. ttft_ms_sum, in the order of _contribution's tuple
@@ -93,7 +112,30 @@ def _contribution(row: Mapping[str, Any]) -> tuple[float, ...]:
     )
 
 
+def _call_contribution(row: Mapping[str, Any]) -> tuple[float, ...]:
+    latency = row.get("latency_ms") or 0.0
+    error = 0 if row["status"] == "ok" else 1
+    return (1, error, 0, 0, 0, 0, 0, 0, 0.0, latency, 0, 0.0, bucket_of(latency), -1)
+
+
 def deltas(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Request records' rollup rows to add (see ``_deltas``)."""
+    plan = ((MINUTE, MINUTE_DIMENSIONS), (HOUR, DIMENSIONS))
+    return _deltas(rows, _contribution, _values, plan)
+
+
+def call_deltas(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Tool calls' rollup rows to add (their own dimensions, so never a key of ``deltas``)."""
+    plan = ((MINUTE, MCP_MINUTE_DIMENSIONS), (HOUR, MCP_DIMENSIONS))
+    return _deltas(rows, _call_contribution, _call_values, plan)
+
+
+def _deltas(
+    rows: Iterable[Mapping[str, Any]],
+    contribute: Callable[[Mapping[str, Any]], tuple[float, ...]],
+    values: Callable[[Mapping[str, Any], str], Iterable[str]],
+    plan: tuple[tuple[int, tuple[str, ...]], ...],
+) -> list[dict[str, Any]]:
     """Rollup rows to add, one per key, sorted by key (a fixed lock order for the upserts).
 
     Each record's addends are computed once and appended to the list of every key it
@@ -101,13 +143,13 @@ def deltas(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """
     groups: dict[RollupKey, list[tuple[float, ...]]] = {}
     for row in rows:
-        contribution = _contribution(row)
+        contribution = contribute(row)
         at = row["created_at"]
         workspace = row.get("workspace_id") or ""
-        for res, dims in ((MINUTE, MINUTE_DIMENSIONS), (HOUR, DIMENSIONS)):
+        for res, dims in plan:
             bucket = int(at // res) * res
             for dim in dims:
-                for value in _values(row, dim):
+                for value in values(row, dim):
                     groups.setdefault((res, dim, bucket, workspace, value), []).append(contribution)
     out = []
     for key in sorted(groups):
