@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lockgate.admin.snapshot import Snapshot
@@ -15,6 +16,7 @@ from lockgate.mcp.pins import PinBook
 from lockgate.mcp.proxy import McpProxy
 from lockgate.mcp.session_codec import SessionCodec
 from lockgate.mcp.upstreams import UpstreamPool
+from lockgate.telemetry.records import ToolCallRecord
 
 if TYPE_CHECKING:
     from lockgate.app import Lockgate
@@ -56,6 +58,21 @@ class McpGateway(McpProxy):
         await self.pool.close()
 
 
+def _recorder(lockgate: Lockgate, pool: UpstreamPool) -> Callable[[ToolCallRecord], None]:
+    """Each finished call to telemetry (span, metrics, record), with whether its server lists the
+    tool: only listed tool names become metric labels."""
+
+    def record(call: ToolCallRecord) -> None:
+        known = False
+        if call.server is not None and call.tool:
+            server = lockgate.snapshots.current.mcp.by_address.get(f"{call.server}@{call.server_version}")
+            listing = pool.cached(server) if server is not None else None
+            known = listing is not None and call.tool in listing.hashes
+        lockgate.telemetry.put_tool_call(call, known_tool=known)
+
+    return record
+
+
 def build_mcp_proxy(lockgate: Lockgate) -> McpGateway:
     settings = lockgate.settings
     pool = UpstreamPool(
@@ -74,7 +91,7 @@ def build_mcp_proxy(lockgate: Lockgate) -> McpGateway:
         snapshot=lambda: lockgate.snapshots.current,
         pool=pool,
         codec=SessionCodec(lockgate.plane.secrets.primary),
-        record=lockgate.writer.put,
+        record=_recorder(lockgate, pool),
         max_body_bytes=settings.max_body_bytes,
         # A decision is a config change; the admin context publishes it (lockgate/admin/app.py).
         approvals=ApprovalQueue(lockgate.plane.control, lambda version: lockgate._admin_ctx.changed(version)),

@@ -25,6 +25,7 @@ from lockgate.mcp.policy import (
 )
 from lockgate.mcp.registry import SEPARATOR, AccessRule, McpRegistry, McpServer
 from lockgate.mcp.session_codec import SessionState
+from lockgate.telemetry.records import McpOrigin
 
 log = logging.getLogger("lockgate.mcp")
 
@@ -48,6 +49,7 @@ class CallContext:
     rules: tuple[AccessRule, ...] = ()
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     trace: tuple[str, str] | None = None  # (trace id from traceparent, this call's span id)
+    origin: McpOrigin | None = None  # what the call's span needs (telemetry/tracing.py)
 
     def servers(self) -> list[McpServer]:
         """Servers this caller can reach here: usable, allowed by the rules, enabled."""

@@ -52,7 +52,7 @@ from lockgate.mcp.upstreams import UpstreamPool
 from lockgate.server.http import read_body
 from lockgate.server.types import Receive, Scope, Send
 from lockgate.state.counters import Admission, WindowCheck
-from lockgate.telemetry.records import ToolCallRecord
+from lockgate.telemetry.records import McpOrigin, ToolCallRecord
 
 log = logging.getLogger("lockgate.mcp")
 
@@ -121,7 +121,8 @@ class McpProxy:
                 _check_routing_headers(headers, message)
             endpoint = self._endpoint(scope, snapshot, principal)
             ctx = methods.CallContext(principal, snapshot.mcp, endpoint, era)
-            ctx.trace = _trace(headers)
+            ctx.origin = _origin(headers, message)
+            ctx.trace = _trace(ctx.origin.traceparent)
             ctx.rules = snapshot.mcp.rules_for(principal.workspace_id, principal.key_id)
             if era == "legacy" and message.method != "initialize":
                 ctx.session = self._session(headers, principal, endpoint)
@@ -266,6 +267,7 @@ class McpProxy:
         )
         if ctx.trace is not None:
             record.trace_id, record.span_id = ctx.trace
+        record.origin = ctx.origin
         if method == "tools/call":
             record.arguments = redact(params.get("arguments"))
         gate: Pass | None = None  # the tool's price, reserved on the caller's budgets
@@ -491,10 +493,28 @@ def _check_routing_headers(headers: dict[str, str], message: Message) -> None:
         )
 
 
-def _trace(headers: dict[str, str]) -> tuple[str, str] | None:
+def _origin(headers: dict[str, str], message: Message) -> McpOrigin:
+    """The caller's trace context (``params._meta`` first, as the MCP semantic conventions
+    propagate it, then the HTTP header), JSON-RPC id, session and protocol version."""
+    meta = message.params.get("_meta")
+    meta = meta if isinstance(meta, dict) else {}
+    traceparent = meta.get("traceparent")
+    return McpOrigin(
+        traceparent=traceparent if isinstance(traceparent, str) else headers.get("traceparent"),
+        request_id=str(message.id) if message.id is not None else None,
+        session_token=headers.get("mcp-session-id"),
+        protocol_version=headers.get("mcp-protocol-version") or _str(meta.get(_META_VERSION)),
+    )
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _trace(traceparent: str | None) -> tuple[str, str] | None:
     """W3C ``traceparent``: the record joins the caller's trace with a span id of its own
-    (the observability branch turns the same ids into an exported span)."""
-    parts = headers.get("traceparent", "").split("-")
+    (with tracing on, telemetry replaces both with its exported span's)."""
+    parts = (traceparent or "").split("-")
     if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
         return None
     try:

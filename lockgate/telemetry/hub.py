@@ -1,4 +1,5 @@
-"""Stage 10 in one call: the finished record goes to the metrics, the trace and the writer.
+"""Stage 10 in one call: the finished record goes to the metrics, the trace and the writer
+(for request records and, through ``put_tool_call``, MCP tool calls).
 
 The pipeline hands every record to ``Telemetry.put``; nothing here awaits or
 touches the store. A background task copies the writer's counters, the
@@ -14,7 +15,7 @@ import contextlib
 from collections.abc import Callable
 
 from lockgate.telemetry.metrics import Metrics
-from lockgate.telemetry.records import RequestRecord
+from lockgate.telemetry.records import RequestRecord, ToolCallRecord
 from lockgate.telemetry.tracing import Tracing
 from lockgate.telemetry.writer import RecordWriter
 
@@ -45,6 +46,17 @@ class Telemetry:
         self.metrics.observe(record)
         if self.store_records:
             self.writer.put(record)
+
+    def put_tool_call(self, record: ToolCallRecord, *, known_tool: bool) -> None:
+        """A routed MCP call: its span (which stamps the record's trace ids), metrics, and the record.
+
+        Tool calls are the MCP audit trail: stored whatever ``store_records`` (LOCKGATE_LOG_REQUESTS)
+        says. ``known_tool``: the server lists the tool (metrics/labels stay bounded).
+        """
+        if self.tracing is not None:
+            self.tracing.tool_call(record)
+        self.metrics.observe_tool_call(record, known_tool=known_tool)
+        self.writer.put(record)
 
     def sync_metrics(self) -> None:
         w = self.writer

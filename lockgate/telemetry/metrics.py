@@ -11,6 +11,12 @@ never from free client input (metadata, the requested model string, error
 text); and each process binds at most ``max_series`` label sets, after which
 new combinations are counted under ``other`` (the total stays exact).
 
+MCP: routed ``tools/call`` requests are counted per server, tool and record
+status, with a latency histogram per server and tool. Servers are registered
+ones; a tool name is used only when the server's cached tool list has it, else
+it is counted as ``unknown`` (a client may send any name), under the same
+``max_series`` cap.
+
 Multi-worker: ``lockgate serve --workers N`` points ``PROMETHEUS_MULTIPROC_DIR``
 at a fresh directory before the workers start; prometheus_client then keeps
 each worker's values in memory-mapped files there, and whichever worker
@@ -32,12 +38,13 @@ from prometheus_client import (
     multiprocess,
 )
 
-from lockgate.telemetry.records import RequestRecord
+from lockgate.telemetry.records import RequestRecord, ToolCallRecord
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
 OTHER = "other"
+UNKNOWN = "unknown"  # an MCP server or tool name that is not registered (client input)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -88,7 +95,16 @@ class Metrics:
             "lockgate_open_circuits", "Targets whose circuit breaker is open or half-open.",
             multiprocess_mode="livesum", registry=r,
         )  # fmt: skip
+        self.tool_calls = Counter(
+            "lockgate_mcp_tool_calls", "MCP tools/call requests by record status.",
+            ("server", "tool", "status"), registry=r,
+        )  # fmt: skip
+        self.tool_latency = Histogram(
+            "lockgate_mcp_tool_call_duration_seconds", "MCP tools/call latency through Lockgate.",
+            ("server", "tool"), buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
         self._children: dict[tuple[str, str, str, int], tuple[Any, ...]] = {}
+        self._tool_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._synced: dict[str, int] = {}
 
     def _bind(self, key: tuple[str, str, str, int]) -> tuple[Any, ...]:
@@ -133,6 +149,26 @@ class Metrics:
             reasoning.inc(record.reasoning_tokens)
         if record.overhead_ms is not None:
             self.overhead.observe(record.overhead_ms / 1000.0)
+
+    def observe_tool_call(self, record: ToolCallRecord, *, known_tool: bool) -> None:
+        """Count a routed ``tools/call``; ``known_tool``: its server lists the tool (labels stay bounded)."""
+        if record.method != "tools/call":
+            return
+        server = record.server or UNKNOWN  # None: the name matched no registered server
+        tool = record.tool if known_tool and record.tool else UNKNOWN
+        key = (server, tool, record.status)
+        children = self._tool_children.get(key)
+        if children is None:
+            if len(self._tool_children) >= self.max_series:
+                key = (OTHER, OTHER, record.status)
+            children = self._tool_children.get(key)
+            if children is None:
+                children = (self.tool_calls.labels(*key), self.tool_latency.labels(*key[:2]))
+                self._tool_children[key] = children
+        calls, latency = children
+        calls.inc()
+        if record.latency_ms is not None:
+            latency.observe(record.latency_ms / 1000.0)
 
     def sync(
         self,

@@ -125,6 +125,16 @@ _ATTEMPT_FIELDS = tuple(f.name for f in fields(AttemptRecord))
 
 
 @dataclass(slots=True)
+class McpOrigin:
+    """Where a routed MCP call came from, for its span (telemetry/tracing.py); never persisted."""
+
+    traceparent: str | None = None  # params._meta's, else the HTTP header's
+    request_id: str | None = None  # the JSON-RPC id
+    session_token: str | None = None  # Mcp-Session-Id (handshake era); the span has a digest of it
+    protocol_version: str | None = None
+
+
+@dataclass(slots=True)
 class ToolCallRecord:
     """One MCP request that reached (or was refused before) a server: the tool-call audit record."""
 
@@ -147,12 +157,13 @@ class ToolCallRecord:
     trace_id: str | None = None
     span_id: str | None = None
     cost_usd: float | None = None  # the tool's price (mcp_servers.tool_costs), charged to budgets
+    origin: McpOrigin | None = None  # not persisted
 
     def to_row(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _TOOL_CALL_FIELDS}
 
 
-_TOOL_CALL_FIELDS = tuple(f.name for f in fields(ToolCallRecord))
+_TOOL_CALL_FIELDS = tuple(f.name for f in fields(ToolCallRecord) if f.name != "origin")
 # A tool call's row in the writer's batches and spill files carries this key, so the store
 # (store/logs.py) sends it to ``tool_calls``; request rows never have it.
 TOOL_CALL_MARK = "_tool_call"

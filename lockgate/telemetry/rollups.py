@@ -79,7 +79,8 @@ def _call_values(row: Mapping[str, Any], dim: str) -> Iterable[str]:
     server = row.get("server") or ""
     if dim == "mcp.srv":
         return (server,)
-    return (f"{server}{TOOL_SEPARATOR}{row.get('tool') or ''}"[:VALUE_MAX],)
+    # A name that reached no registered server is the client's, whatever it is: not kept.
+    return (f"{server}{TOOL_SEPARATOR}{row.get('tool') or ''}"[:VALUE_MAX] if server else "",)
 
 
 _NUMBERS = SUM_COLUMNS[:12]  # requests .. ttft_ms_sum, in the order of _contribution's tuple

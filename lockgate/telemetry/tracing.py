@@ -14,10 +14,19 @@ context is injected into the upstream request, so the provider's spans join
 the same trace. The provider is private to Lockgate (not the global one), so
 nothing else in the process is affected. Spans are exported in batches by the
 SDK's background thread.
+
+A routed MCP call (tools/call, prompts/get, resources/read) is one SERVER span
+after the OpenTelemetry MCP semantic conventions: named ``{method} {target}``,
+with ``mcp.method.name``, ``gen_ai.tool.name``, ``jsonrpc.request.id``,
+``mcp.session.id`` ..., a child of the caller's W3C context (``params._meta``
+first, then the ``traceparent`` header). It is made from the finished record
+(its start and end times are the call's), so the MCP path carries no span
+object while it runs; the record then holds the span's trace and span ids.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Mapping
@@ -26,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lockgate.gateway.routing import Target
     from lockgate.providers.base import UpstreamRequest
-    from lockgate.telemetry.records import RequestRecord
+    from lockgate.telemetry.records import RequestRecord, ToolCallRecord
 
 log = logging.getLogger("lockgate.telemetry")
 
@@ -110,8 +119,75 @@ class Tracing:
         record.trace_id, record.span_id = f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
         return RequestTrace(self, span, operation)
 
+    def tool_call(self, record: ToolCallRecord) -> None:
+        """The MCP call's span, from its finished record; stamps the record's trace and span ids."""
+        origin = record.origin
+        traceparent = origin.traceparent if origin is not None else None
+        parent = self.propagator.extract({"traceparent": traceparent}) if traceparent else None
+        start = int(record.created_at * 1e9)
+        span = self.tracer.start_span(
+            _mcp_span_name(record),
+            context=parent,
+            kind=self._kind.SERVER,
+            attributes=_mcp_attributes(record),
+            start_time=start,
+        )
+        if record.status != "ok":
+            error = "tool_error" if record.status == "tool_error" else str(record.error_code or record.status)
+            span.set_attribute("error.type", error)
+            if record.error_code is not None:
+                span.set_attribute("rpc.response.status_code", str(record.error_code))
+            span.set_status(self._status(self._code.ERROR, record.error_message or record.status))
+        ctx = span.get_span_context()
+        record.trace_id, record.span_id = f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
+        span.end(end_time=start + int((record.latency_ms or 0.0) * 1e6))
+
     def shutdown(self) -> None:
         self.provider.shutdown()  # flushes what the batch processor holds
+
+
+# The attribute that names a routed call's target, per method (MCP semantic conventions).
+_MCP_TARGETS = {"tools/call": "gen_ai.tool.name", "prompts/get": "gen_ai.prompt.name"}
+
+
+def _mcp_span_name(record: ToolCallRecord) -> str:
+    # Only a resolved target: span names stay low-cardinality (a URI, or a name that reached no
+    # server, is an attribute at most).
+    if record.method in _MCP_TARGETS and record.server is not None and record.tool:
+        return f"{record.method} {record.tool}"
+    return record.method
+
+
+def _mcp_attributes(record: ToolCallRecord) -> dict[str, Any]:
+    origin = record.origin
+    attributes: dict[str, Any] = {
+        "mcp.method.name": record.method,
+        "network.protocol.name": "http",
+        "network.transport": "tcp",
+        "lockgate.tool_call_id": record.id,
+        "lockgate.mcp.status": record.status,
+    }
+    if record.method == "tools/call":
+        attributes["gen_ai.operation.name"] = "execute_tool"
+    if record.tool:
+        attributes[_MCP_TARGETS.get(record.method, "mcp.resource.uri")] = record.tool
+    if origin is not None and origin.request_id is not None:
+        attributes["jsonrpc.request.id"] = origin.request_id
+    if origin is not None and origin.session_token:
+        # A digest: the session id itself is a sealed credential-bearing token.
+        digest = hashlib.sha256(origin.session_token.encode()).hexdigest()[:32]
+        attributes["mcp.session.id"] = digest
+    for name, value in (
+        ("mcp.protocol.version", origin.protocol_version if origin is not None else None),
+        ("lockgate.mcp.server", record.server),
+        ("lockgate.mcp.server_version", record.server_version),
+        ("lockgate.workspace_id", record.workspace_id),
+        ("lockgate.key_id", record.key_id),
+        ("lockgate.mcp.result_bytes", record.result_bytes),
+    ):
+        if value is not None:
+            attributes[name] = value
+    return attributes
 
 
 class RequestTrace:
