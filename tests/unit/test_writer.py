@@ -227,7 +227,8 @@ async def test_burst_of_5000_with_a_slow_store_loses_nothing(tmp_path: Path) -> 
 
 async def test_tool_calls_share_the_queue_and_spill_but_land_in_their_own_table(tmp_path: Path) -> None:
     """MCP tool-call records ride the same writer: batches, overflow to the spill file, deduped
-    replay; they go to tool_calls in the batch's transaction and are never counted in rollups."""
+    replay; they go to tool_calls in the batch's transaction, and into rollups of their own
+    dimensions only (request totals count requests alone)."""
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
     await store.migrate()
     spill = SpillFile(tmp_path / "spill", max_bytes=1 << 20)
@@ -243,6 +244,15 @@ async def test_tool_calls_share_the_queue_and_spill_but_land_in_their_own_table(
     assert sorted(ids) == [f"req_{i}" for i in range(5)] and counted == 5
     assert sorted(c["id"] for c in calls) == [f"call_{i}" for i in range(5)]
     assert {c["tool"] for c in calls} == {"lookup"} and writer.written == 10
+    async with store.engine.connect() as conn:
+        mcp_counted = (
+            await conn.execute(
+                select(func.sum(request_rollups.c.requests)).where(
+                    request_rollups.c.res == 3600, request_rollups.c.dim == "mcp"
+                )
+            )
+        ).scalar_one()
+    assert mcp_counted == 5
     # A replay that meets rows already stored (a crash mid-replay) skips them in both tables.
     rows = [
         {**ToolCallRecord(id="call_0", created_at=1.0, method="tools/call").to_row(), TOOL_CALL_MARK: True}
