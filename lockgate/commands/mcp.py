@@ -1,4 +1,5 @@
-"""`lockgate mcp servers|tools|import|calls`: the MCP registry and its kill switch over the admin API."""
+"""`lockgate mcp servers|tools|import|calls|stats`: the MCP registry, its kill switch and its tool-call
+records and analytics over the admin API."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from lockgate.commands.client import (
     AsJson,
     Url,
     fail,
+    parse_time,
     print_deleted,
     print_object,
     print_rows,
@@ -183,13 +185,79 @@ for _action in ("kill", "disable", "enable"):
 @app.command()
 def calls(
     server: Annotated[str | None, typer.Option(help="Only this server.")] = None,
-    tool: Annotated[str | None, typer.Option(help="Only this tool.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=200)] = 50,
+    tool: Annotated[str | None, typer.Option(help="Only this tool (the server's own name).")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(help="ok, tool_error, denied, timeout, killed; error: any failure."),
+    ] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Virtual key id.")] = None,
+    workspace: Annotated[str | None, typer.Option("--workspace", help="Workspace id.")] = None,
+    since: Annotated[str | None, typer.Option(help="ISO 8601 or Unix seconds.")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO 8601 or Unix seconds.")] = None,
+    trace_id: Annotated[str | None, typer.Option(help="W3C trace id.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
     url: Url = DEFAULT_URL,
     admin_key: AdminKey = "",
     as_json: AsJson = False,
 ) -> None:
-    """Recent tool-call records, newest first."""
-    params = {k: v for k, v in {"server": server, "tool": tool, "limit": limit}.items() if v is not None}
-    rows = AdminClient(url, admin_key).call("GET", "/mcp/tool-calls", params=params)["data"]
-    print_rows(rows, CALL_COLUMNS, False, as_json)
+    """Tool-call records, newest first (the filters of /admin/v1/mcp/tool-calls)."""
+    params = {
+        "server": server,
+        "tool": tool,
+        "status": status,
+        "key_id": key,
+        "workspace_id": workspace,
+        "since": parse_time(since, "--since"),
+        "until": parse_time(until, "--until"),
+        "trace_id": trace_id,
+    }
+    rows, more = AdminClient(url, admin_key).pages("/mcp/tool-calls", params, limit)
+    print_rows(rows, CALL_COLUMNS, more, as_json)
+
+
+def _percentile(name: str) -> Any:
+    def get(row: dict[str, Any]) -> str:
+        value = row["latency_ms"][name]
+        return f"{value:.1f}" if value is not None else "-"
+
+    return get
+
+
+STATS_COLUMNS = {
+    "group": lambda r: r["group"] or "-",
+    "calls": "calls",
+    "errors": "errors",
+    "error rate": lambda r: f"{r['error_rate']:.1%}" if r["error_rate"] is not None else "-",
+    "p50 ms": _percentile("p50"),
+    "p95 ms": _percentile("p95"),
+    "p99 ms": _percentile("p99"),
+}
+
+
+@app.command()
+def stats(
+    group_by: Annotated[
+        str, typer.Option(help="none, workspace, server, tool (server__tool) or key.")
+    ] = "server",
+    server: Annotated[str | None, typer.Option(help="With --group-by tool: this server's tools.")] = None,
+    since: Annotated[str | None, typer.Option(help="ISO 8601 or Unix seconds; default: a day ago.")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO 8601 or Unix seconds; default: now.")] = None,
+    workspace: Annotated[str | None, typer.Option("--workspace", help="Workspace id.")] = None,
+    url: Url = DEFAULT_URL,
+    admin_key: AdminKey = "",
+    as_json: AsJson = False,
+) -> None:
+    """Tool-call volume, errors and latency percentiles per group (/admin/v1/analytics?source=mcp)."""
+    params = {
+        "source": "mcp",
+        "bucket": "day",
+        "group_by": group_by,
+        "server": server,
+        "since": parse_time(since, "--since"),
+        "until": parse_time(until, "--until"),
+        "workspace_id": workspace,
+    }
+    query = {k: v for k, v in params.items() if v is not None}
+    body = AdminClient(url, admin_key).call("GET", "/analytics", params=query)
+    totals = sorted(body["totals"], key=lambda t: -t["calls"])
+    print_rows(totals, STATS_COLUMNS, False, as_json)

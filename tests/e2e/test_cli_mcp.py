@@ -66,6 +66,18 @@ def test_registry_and_kill_switch_from_the_cli(tmp_path: Path) -> None:
         records = lockgate("mcp", "calls", "--server", "crm", "--json", env=env)
         statuses = [r["status"] for r in orjson.loads(records.stdout)]
         assert statuses.count("killed") == 2 and statuses.count("ok") == 1
+        failed = lockgate("mcp", "calls", "--status", "error", "--tool", "send_email", "--json", env=env)
+        assert [r["status"] for r in orjson.loads(failed.stdout)] == ["killed", "killed"]
+        newest = lockgate("mcp", "calls", "--limit", "1", "--since", "0", "--json", env=env)
+        assert [r["id"] for r in orjson.loads(newest.stdout)] == [orjson.loads(records.stdout)[0]["id"]]
+        assert orjson.loads(lockgate("mcp", "calls", "--until", "0", "--json", env=env).stdout) == []
+        stats = lockgate("mcp", "stats", "--group-by", "tool", "--json", env=env)
+        [row] = orjson.loads(stats.stdout)
+        assert (row["group"], row["calls"], row["errors"]) == ("crm__send_email", 3, 2)
+        table = lockgate("mcp", "stats", env=env)
+        assert table.returncode == 0 and "crm" in table.stdout and "66.7%" in table.stdout
+        bad = lockgate("mcp", "stats", "--group-by", "model", env=env)
+        assert bad.returncode == 1 and "group_by" in bad.stderr
         doc = {
             "name": "io.github.x/imported",
             "version": "3",
