@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from lockgate.errors import LockgateError
 from lockgate.governance.specs import BudgetSpec, PolicySpec, RateLimitSpec
 from lockgate.guardrails.definition import AttachmentConfig, GuardrailConfig
+from lockgate.mcp.oauth_specs import OAuthIssuerSpec
 from lockgate.mcp.specs import McpAccessRuleConfig, McpServerConfig, McpToolPolicyConfig
 from lockgate.providers.base import Credential, get_provider, provider_names
 
@@ -151,6 +152,8 @@ class FileConfig(BaseModel):
     mcp_access_rules: list[McpAccessRuleConfig] = Field(default_factory=list)
     # Action policies on tools/call: CEL conditions -> allow | deny | require_approval.
     mcp_tool_policies: list[McpToolPolicyConfig] = Field(default_factory=list)
+    # Trusted OAuth issuers for bearer JWTs on /mcp, with claim -> workspace rules (mcp/oauth.py).
+    oauth_issuers: list[OAuthIssuerSpec] = Field(default_factory=list)
 
 
 def _interpolate(value: Any) -> Any:

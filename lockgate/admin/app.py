@@ -148,6 +148,7 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
         api_logs,
         api_mcp,
         api_mcp_policies,
+        api_oauth,
         api_objects,
         api_users,
         api_workspaces,
@@ -176,6 +177,7 @@ def create_admin_app(ctx: AdminContext) -> FastAPI:
         api_logs,
         api_mcp,
         api_mcp_policies,
+        api_oauth,
     ):
         app.include_router(module.router, prefix=PREFIX)
     return app

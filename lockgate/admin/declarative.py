@@ -37,6 +37,7 @@ from lockgate.store.control import (
     MCP_SERVER,
     MCP_TOOL_POLICY,
     MODEL_ALIAS,
+    OAUTH_ISSUER,
     RATE_LIMIT,
     ROUTE_CONFIG,
     USAGE_POLICY,
@@ -164,6 +165,9 @@ class _Applier:
         from lockgate.admin.declarative_mcp import apply_mcp
 
         await apply_mcp(self, config.mcp_servers, config.mcp_access_rules, config.mcp_tool_policies)
+        from lockgate.admin.declarative_mcp import apply_oauth
+
+        await apply_oauth(self, config.oauth_issuers)
         if self.source == "file":
             await self._prune()
 
@@ -264,6 +268,7 @@ class _Applier:
 
     async def _prune(self) -> None:
         for kind in (
+            OAUTH_ISSUER,
             MCP_TOOL_POLICY,
             MCP_ACCESS_RULE,
             MCP_SERVER,

@@ -1,6 +1,7 @@
-"""The ``mcp_servers`` and ``mcp_access_rules`` sections of lockgate.yaml: apply and export.
+"""The ``mcp_servers``, ``mcp_access_rules``, ``mcp_tool_policies`` and ``oauth_issuers`` sections of
+lockgate.yaml: apply and export.
 
-Servers match by (name, version); rules by name. Workspaces and keys are named
+Servers match by (name, version); rules, policies and issuers by name. Workspaces and keys are named
 (``workspaces: [team-a]``, ``keys: [team-a/ci]``) and resolved to ids here.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lockgate.errors import BadRequest
+from lockgate.mcp.oauth_specs import OAuthIssuerSpec, issuer_spec_dict, issuer_values
 from lockgate.mcp.specs import (
     POLICY_COLUMNS,
     RULE_COLUMNS,
@@ -19,7 +21,14 @@ from lockgate.mcp.specs import (
     policy_values,
     server_values,
 )
-from lockgate.store.control import API_KEY, MCP_ACCESS_RULE, MCP_SERVER, MCP_TOOL_POLICY, ControlState
+from lockgate.store.control import (
+    API_KEY,
+    MCP_ACCESS_RULE,
+    MCP_SERVER,
+    MCP_TOOL_POLICY,
+    OAUTH_ISSUER,
+    ControlState,
+)
 
 if TYPE_CHECKING:
     from lockgate.admin.declarative import _Applier
@@ -75,6 +84,14 @@ async def apply_mcp(
         scope = await _scope(applier, policy.workspace, policy.key, where)
         values = {**policy_values(policy), **scope}
         await applier._upsert(MCP_TOOL_POLICY, policy.name, {"name": policy.name}, values)
+
+
+async def apply_oauth(applier: _Applier, issuers: list[OAuthIssuerSpec]) -> None:
+    for i, spec in enumerate(issuers):
+        values = issuer_values(
+            spec, lambda name, param, i=i: applier._workspace(name, f"oauth_issuers.{i}.{param}")
+        )
+        await applier._upsert(OAUTH_ISSUER, spec.name, {"name": spec.name}, values)
 
 
 async def _scope(applier: _Applier, workspace: str, key: str | None, where: str) -> dict[str, str]:
@@ -150,4 +167,9 @@ def export_mcp(state: ControlState, ws_names: dict[str, str]) -> dict[str, list[
         if limit_of(row) is not None:
             policy["limit"] = limit_of(row)
         policies.append(policy)
-    return {"mcp_servers": servers, "mcp_access_rules": rules, "mcp_tool_policies": policies}
+    return {
+        "mcp_servers": servers,
+        "mcp_access_rules": rules,
+        "mcp_tool_policies": policies,
+        "oauth_issuers": [issuer_spec_dict(row, ws_names) for row in state.oauth_issuers],
+    }

@@ -45,6 +45,7 @@ from lockgate.store.tables import (
     mcp_tool_pins,
     mcp_tool_policies,
     model_aliases,
+    oauth_issuers,
     organizations,
     rate_limits,
     route_configs,
@@ -83,6 +84,7 @@ MCP_ACCESS_RULE = Kind("mcp_access_rule", mcp_access_rules, "mar", workspace_col
 MCP_TOOL_POLICY = Kind("mcp_tool_policy", mcp_tool_policies, "mtp", workspace_column="workspace_id")
 MCP_APPROVAL = Kind("mcp_approval", mcp_approvals, "apr", workspace_column="workspace_id")
 MCP_TOOL_PIN = Kind("mcp_tool_pin", mcp_tool_pins, "pin", workspace_column="workspace_id")
+OAUTH_ISSUER = Kind("oauth_issuer", oauth_issuers, "iss")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,7 @@ class ControlState:
     mcp_access_rules: list[Row] = field(default_factory=list)
     mcp_tool_policies: list[Row] = field(default_factory=list)
     mcp_tool_pins: list[Row] = field(default_factory=list)
+    oauth_issuers: list[Row] = field(default_factory=list)
 
 
 def new_id(prefix: str) -> str:
@@ -227,6 +230,7 @@ class ControlStore:
                     mcp_access_rules=await rows(mcp_access_rules),
                     mcp_tool_policies=await rows(mcp_tool_policies),
                     mcp_tool_pins=await rows(mcp_tool_pins),
+                    oauth_issuers=await rows(oauth_issuers),
                 )
 
     @asynccontextmanager

@@ -535,3 +535,25 @@ mcp_tool_pins = Table(
     *_tracked(),
     UniqueConstraint("server_id", "tool", name="uq_mcp_tool_pins_server_tool"),
 )
+
+# Trusted OAuth issuers for inbound bearer JWTs on /mcp (mcp/oauth.py): where the keys are
+# (``jwks_uri``, else OIDC discovery from ``issuer``), which ``aud`` values and scopes a token
+# must carry, and ordered claim rules (stored with their workspace ids) that map a token to a
+# workspace and narrow what it may reach. Org-wide: a rule may name any workspace.
+oauth_issuers = Table(
+    "oauth_issuers",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("issuer", String(500), nullable=False, unique=True),
+    Column("jwks_uri", String(1000)),
+    Column("audiences", JSON, nullable=False),
+    Column("required_scopes", JSON, nullable=False),
+    Column("algorithms", JSON, nullable=False),
+    Column("leeway_s", Integer, nullable=False),
+    Column("subject_claim", String(100), nullable=False),
+    Column("default_workspace_id", String(40), ForeignKey("workspaces.id")),
+    Column("rules", JSON, nullable=False),
+    Column("status", String(16), nullable=False),  # enabled | disabled
+    *_tracked(),
+)
