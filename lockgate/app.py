@@ -221,6 +221,9 @@ class Lockgate:
         if path == "/mcp" or path.startswith("/mcp/"):  # the MCP gateway answers in JSON-RPC
             await self.mcp.handle(scope, receive, send)
             return
+        if path.startswith("/.well-known/oauth-protected-resource"):  # RFC 9728, for /mcp's OAuth
+            await self.mcp.metadata(scope, receive, send)
+            return
         dialect = "anthropic" if path == "/v1/messages" else "openai"
         entry = self._handlers.get(path.rstrip("/") or "/")
         try:

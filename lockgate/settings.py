@@ -61,6 +61,14 @@ class Settings:
     # absolute paths); empty: no stdio servers. Cached tool lists are refreshed this often (seconds).
     mcp_stdio_commands: str = ""
     mcp_tools_refresh: float = 60.0
+    # The gateway's public base URL (e.g. https://gw.example.com): OAuth resource identifiers
+    # (RFC 8707) and metadata URLs are built from it. Unset: metadata uses the request's Host,
+    # and tokens are accepted only for the audiences an issuer config names.
+    public_url: str | None = None
+    # OAuth issuers' signing keys (JWKS): refreshed this often (seconds); a token with an unknown
+    # key id refetches at most once per oauth_jwks_refetch seconds per issuer.
+    oauth_jwks_ttl: float = 300.0
+    oauth_jwks_refetch: float = 30.0
     # Overflow past the queue goes to JSONL files here (default: beside a SQLite database,
     # else .lockgate/spill), at most this many bytes per process, replayed when the store is back.
     log_spill_dir: str | None = None

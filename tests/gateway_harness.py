@@ -51,7 +51,8 @@ class GatewayThread:
     def __init__(self, tmp: Path, config: dict[str, Any], **settings: Any) -> None:
         config_path = tmp / "lockgate.yaml"
         config_path.write_text(yaml.safe_dump(config))
-        self.port = free_port()
+        # A port chosen up front (``port=``) lets a test put the gateway's URL in its config.
+        self.port = settings.pop("port", None) or free_port()
         self.settings = Settings(
             port=self.port,
             config=str(config_path),

@@ -28,6 +28,7 @@ from lockgate.governance.policy import matches
 from lockgate.governance.rules import NO_GOVERNANCE, Governance, build_governance
 from lockgate.governance.secrets import SecretBox, SecretKeyError
 from lockgate.guardrails import GuardrailSet, build_guardrail_set
+from lockgate.mcp.oauth import OAuthConfig, build_oauth
 from lockgate.mcp.registry import McpRegistry, build_registry
 from lockgate.providers.base import Credential, get_provider
 from lockgate.store.control import ControlState, Row
@@ -54,6 +55,8 @@ class Snapshot:
     governance: Governance = NO_GOVERNANCE
     # MCP servers and access rules (mcp/registry.py).
     mcp: McpRegistry = field(default_factory=McpRegistry)
+    # Trusted OAuth issuers for bearer JWTs on /mcp, and their claim rules (mcp/oauth.py).
+    oauth: OAuthConfig = field(default_factory=OAuthConfig)
     # Workspaces whose request records keep (redacted, capped) bodies.
     body_logging: frozenset[str] = frozenset()
 
@@ -156,6 +159,7 @@ def build_snapshot(
             state.mcp_tool_policies,
             state.mcp_tool_pins,
         ),
+        oauth=build_oauth(state.oauth_issuers),
         body_logging=frozenset(w["id"] for w in state.workspaces if w.get("log_bodies")),
     )
 

@@ -10,12 +10,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lockgate.admin.snapshot import Snapshot
+from lockgate.errors import LockgateError, MethodNotAllowed, NotFound
+from lockgate.governance.jwks import JwksCache
 from lockgate.mcp.approvals import ApprovalQueue
 from lockgate.mcp.jsonrpc import McpError
+from lockgate.mcp.oauth import OAuthGate
 from lockgate.mcp.pins import PinBook
 from lockgate.mcp.proxy import McpProxy
 from lockgate.mcp.session_codec import SessionCodec
 from lockgate.mcp.upstreams import UpstreamPool
+from lockgate.server.http import send_error, send_json
+from lockgate.server.types import Receive, Scope, Send
 from lockgate.telemetry.records import ToolCallRecord
 
 if TYPE_CHECKING:
@@ -34,6 +39,8 @@ class McpGateway(McpProxy):
             )
         with contextlib.suppress(RuntimeError):  # no running loop yet: the first snapshot
             self.pool.sync(snapshot.mcp)
+            if self.oauth is not None:
+                self.oauth.on_snapshot(snapshot.oauth)  # new issuers' keys start loading now
             if self.approvals is not None:
                 self.approvals.notice()  # a decision on a held call comes as a config change
 
@@ -53,9 +60,25 @@ class McpGateway(McpProxy):
         age = round(time.monotonic() - listing.fetched_at, 3)
         return {"status": "ok", "age_s": age, "tools": tools}
 
+    async def metadata(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """RFC 9728 protected-resource metadata: GET /.well-known/oauth-protected-resource[/mcp[/x]]."""
+        try:
+            if scope["method"] not in ("GET", "HEAD"):
+                raise MethodNotAllowed(f"{scope['method']} is not allowed here; use GET.")
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            document = self.oauth.metadata(scope, headers, self.snapshot().oauth) if self.oauth else None
+            if document is None:
+                raise NotFound("No OAuth protected resource here.")
+        except LockgateError as exc:
+            await send_error(send, exc)
+            return
+        await send_json(send, 200, document, [(b"cache-control", b"public, max-age=300")])
+
     async def close(self) -> None:
         self.closing.set()
         await self.pool.close()
+        if self.oauth is not None:
+            await self.oauth.keys.close()
 
 
 def _recorder(lockgate: Lockgate, pool: UpstreamPool) -> Callable[[ToolCallRecord], None]:
@@ -99,5 +122,9 @@ def build_mcp_proxy(lockgate: Lockgate) -> McpGateway:
         # Tool prices go to the same budgets as LLM spend, reserved and settled the same way.
         charge=lambda principal, call_id, price: lockgate.governor.admit_charge(
             lockgate.snapshots.current.governance, principal, call_id, price
+        ),
+        oauth=OAuthGate(
+            JwksCache(ttl_s=settings.oauth_jwks_ttl, refetch_s=settings.oauth_jwks_refetch),
+            public_url=settings.public_url,
         ),
     )

@@ -1,8 +1,8 @@
 """``/mcp`` and ``/mcp/{server}``: the one place where the MCP gateway's stages are put in order.
 
-POST: read -> parse JSON-RPC -> authenticate (Lockgate key) -> era (2026-07-28 per-request
-envelope, or the handshake era with a composite session) -> routing headers agree with
-the body -> session -> dispatch (answered here, merged lists, or one routed call:
+POST: read -> parse JSON-RPC -> authenticate (Lockgate key, or an OAuth bearer JWT: mcp/oauth.py)
+-> era (2026-07-28 per-request envelope, or the handshake era with a composite session) -> routing
+headers agree with the body -> session -> dispatch (answered here, merged lists, or one routed call:
 access rules, pins, action policies (deny, or wait for approval), the upstream call under the
 kill switch) -> record. GET opens the
 handshake era's server stream; DELETE ends a session and the upstream sessions in it.
@@ -45,6 +45,7 @@ from lockgate.mcp.jsonrpc import (
     parse_message,
     result_body,
 )
+from lockgate.mcp.oauth import OAuthGate, OAuthRefused
 from lockgate.mcp.registry import SEPARATOR, McpServer
 from lockgate.mcp.session_codec import InvalidSession, SessionCodec, SessionState
 from lockgate.mcp.upstream.base import HANDSHAKE_VERSION, MODERN_VERSION
@@ -80,6 +81,7 @@ class McpProxy:
         approvals: ApprovalQueue | None = None,
         admit: Callable[[str, tuple[WindowCheck, ...]], Awaitable[Admission]] | None = None,
         charge: Callable[[Principal, str, float], Awaitable[Pass]] | None = None,
+        oauth: OAuthGate | None = None,
     ) -> None:
         self.auth = auth
         self.snapshot = snapshot
@@ -90,6 +92,7 @@ class McpProxy:
         self.approvals = approvals
         self.admit = admit
         self.charge = charge
+        self.oauth = oauth
         self.in_flight = InFlight()
         self.closing = asyncio.Event()
 
@@ -115,7 +118,7 @@ class McpProxy:
             body = await read_body(scope, receive, self.max_body_bytes)
             message = parse_message(body)
             snapshot = self.snapshot()
-            principal = self._authenticate(headers, snapshot)
+            principal = await self._authenticate(scope, headers, snapshot)
             era = _era(headers, message)
             if era == "modern":
                 _check_routing_headers(headers, message)
@@ -124,6 +127,7 @@ class McpProxy:
             ctx.origin = _origin(headers, message)
             ctx.trace = _trace(ctx.origin.traceparent)
             ctx.rules = snapshot.mcp.rules_for(principal.workspace_id, principal.key_id)
+            ctx.rules += snapshot.oauth.rules_for(principal)  # an OAuth claim rule's limits
             if era == "legacy" and message.method != "initialize":
                 ctx.session = self._session(headers, principal, endpoint)
             if not message.is_request:
@@ -141,14 +145,15 @@ class McpProxy:
             status = exc.http_status
             await _send(send, status, error_body(message.id if message else None, exc), _JSON)
         except AuthenticationFailed as exc:
-            error = McpError(INVALID_REQUEST, exc.message)
-            www = [(b"www-authenticate", b'Bearer realm="lockgate"')]
-            await _send(send, 401, error_body(message.id if message else None, error), _JSON + www)
+            await _refuse(send, message.id if message else None, exc)
         except BodyTooLarge as exc:
             await _send(send, 413, error_body(None, McpError(INVALID_REQUEST, exc.message)), _JSON)
 
-    def _authenticate(self, headers: dict[str, str], snapshot: Snapshot) -> Principal:
-        return self.auth.authenticate(headers, snapshot)
+    async def _authenticate(self, scope: Scope, headers: dict[str, str], snapshot: Snapshot) -> Principal:
+        """A Lockgate key; or, once OAuth issuers are configured, also a bearer JWT from one."""
+        if self.oauth is None or not snapshot.oauth.issuers:
+            return self.auth.authenticate(headers, snapshot)
+        return await self.oauth.authenticate(scope, headers, snapshot, self.auth)
 
     def _endpoint(self, scope: Scope, snapshot: Snapshot, principal: Principal) -> McpServer | None:
         address = scope["path"].rstrip("/")[len("/mcp") :].lstrip("/")
@@ -407,7 +412,7 @@ class McpProxy:
         goes, or ``_GET_STREAM_S`` passes."""
         try:
             snapshot = self.snapshot()
-            principal = self._authenticate(headers, snapshot)
+            principal = await self._authenticate(scope, headers, snapshot)
             endpoint = self._endpoint(scope, snapshot, principal)
             self._session(headers, principal, endpoint)
         except McpError as exc:
@@ -416,7 +421,7 @@ class McpProxy:
             )
             return
         except AuthenticationFailed as exc:
-            await _send(send, 401, error_body(None, McpError(INVALID_REQUEST, exc.message)), _JSON)
+            await _refuse(send, None, exc)
             return
         sse = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
         await send({"type": "http.response.start", "status": 200, "headers": sse})
@@ -436,7 +441,7 @@ class McpProxy:
     async def _delete(self, scope: Scope, headers: dict[str, str], send: Send) -> None:
         try:
             snapshot = self.snapshot()
-            principal = self._authenticate(headers, snapshot)
+            principal = await self._authenticate(scope, headers, snapshot)
             endpoint = self._endpoint(scope, snapshot, principal)
             state = self._session(headers, principal, endpoint)
         except McpError as exc:
@@ -445,7 +450,7 @@ class McpProxy:
             )
             return
         except AuthenticationFailed as exc:
-            await _send(send, 401, error_body(None, McpError(INVALID_REQUEST, exc.message)), _JSON)
+            await _refuse(send, None, exc)
             return
         for address, session in state.upstream.items():
             server = snapshot.mcp.by_address.get(address)
@@ -558,6 +563,16 @@ def _size(result: dict[str, Any]) -> int:
 async def _until_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+async def _refuse(send: Send, message_id: Any, exc: AuthenticationFailed) -> None:
+    """401 (or an OAuth 403/503) with the challenge that tells the client how to authenticate."""
+    if isinstance(exc, OAuthRefused):
+        status, code, www = exc.status, exc.rpc_code, exc.challenge
+    else:
+        status, code, www = 401, INVALID_REQUEST, 'Bearer realm="lockgate"'
+    headers = [(b"www-authenticate", www.encode("latin-1"))] if www else []
+    await _send(send, status, error_body(message_id, McpError(code, exc.message)), _JSON + headers)
 
 
 async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Self
 
 import uvicorn
 
@@ -18,32 +19,40 @@ BOB = "lg-mcp-bob-0123456789abcdef00"  # an access rule: no refunds, no email
 CAROL = "lg-mcp-carol-0123456789abcdef"  # another workspace: sees only what is shared with it
 
 
-class MockMcpThread:
-    def __init__(self, token: str | None = UPSTREAM_TOKEN) -> None:
+class AsgiThread:
+    """Any ASGI app served by uvicorn on loopback, on its own loop in a thread."""
+
+    def __init__(self, app: Any) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._loop = asyncio.new_event_loop()
         self._server = uvicorn.Server(
-            uvicorn.Config(
-                http_app(token), host="127.0.0.1", port=self.port, log_level="warning", loop="none"
-            )
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", loop="none")
         )
         self._thread = threading.Thread(
             target=self._loop.run_until_complete, args=(self._server.serve(),), daemon=True
         )
 
-    def __enter__(self) -> MockMcpThread:
+    def __enter__(self) -> Self:
         self._thread.start()
         for _ in range(500):
             if self._server.started:
                 return self
             self._thread.join(0.01)
-        raise RuntimeError("mock MCP server did not start")
+        raise RuntimeError("loopback server did not start")
 
     def __exit__(self, *exc: object) -> None:
         self._server.should_exit = True
         self._thread.join(10)
         self._loop.close()
+
+
+class MockMcpThread(AsgiThread):
+    """The mock MCP server; ``wrap`` may put a middleware around it (to watch what it receives)."""
+
+    def __init__(self, token: str | None = UPSTREAM_TOKEN, wrap: Callable[[Any], Any] | None = None) -> None:
+        app = http_app(token)
+        super().__init__(wrap(app) if wrap is not None else app)
 
 
 def stdio_command() -> list[str]:
