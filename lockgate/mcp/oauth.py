@@ -210,6 +210,7 @@ class OAuthGate:
     def __init__(self, keys: JwksCache, *, public_url: str | None) -> None:
         self.keys = keys
         self.public_url = public_url.rstrip("/") if public_url else None
+        self._warned: set[str] = set()  # issuers whose misconfiguration was logged (once each)
 
     def on_snapshot(self, config: OAuthConfig) -> None:
         """Raises RuntimeError outside a running loop (the caller tolerates that)."""
@@ -267,7 +268,11 @@ class OAuthGate:
         audiences = self.audiences(scope, issuer)
         try:
             if not audiences:
-                log.error("OAuth issuer %s has no audiences and LOCKGATE_PUBLIC_URL is unset", issuer.name)
+                if issuer.name not in self._warned:
+                    self._warned.add(issuer.name)
+                    log.error(
+                        "OAuth issuer %s has no audiences and LOCKGATE_PUBLIC_URL is unset", issuer.name
+                    )
                 raise TokenRejected("No audience is configured for this resource.")
             verified = await verify(token or "", issuer.policy, audiences, self.keys)
             principal = self._principal(snapshot, issuer, verified)

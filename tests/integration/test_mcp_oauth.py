@@ -71,6 +71,22 @@ def oauth_config(upstream: str, corp: LocalIssuer, rotating: LocalIssuer) -> dic
             {"name": "orders", "version": "1.0.0", "url": f"{upstream}/mcp", "secret": UPSTREAM_TOKEN},
             {"name": "old", "url": f"{upstream}/h/mcp", "secret": UPSTREAM_TOKEN, "timeout_ms": 3000},
         ],
+        "mcp_tool_policies": [
+            {
+                "name": "no-lookups-for-mallory",
+                "workspace": "support",
+                "tool": "lookup_order",
+                "when": 'principal.metadata.subject == "mallory@corp"',
+                "action": "deny",
+            },
+            {
+                "name": "one-email-each",
+                "workspace": "support",
+                "tool": "send_email",
+                "action": "limit",
+                "limit": {"calls": 1, "per": "hour", "by": "key"},
+            },
+        ],
         "oauth_issuers": [
             {
                 "name": "corp",
@@ -309,6 +325,24 @@ async def test_claim_rules_narrow_tools_like_access_rules(
         )
         ok = await mcp.call_tool(f"{prefix}lookup_order", {"order_id": "A-1002"})
         assert ok.structured_content["status"] == "processing"
+
+
+async def test_action_policies_and_tool_limits_see_the_subject(gw: GatewayThread, corp: LocalIssuer) -> None:
+    email = {"to": "ops@corp.example", "subject": "hi"}
+    for subject in ("dana@corp", "erin@corp"):  # same workspace, one limit each: counted per subject
+        async with bearer_client(gw, "/mcp", "auto", corp.mint(aud=gw.url + "/mcp", sub=subject)) as mcp:
+            assert not (await mcp.call_tool("orders__send_email", email)).is_error
+            with pytest.raises(MCPError) as caught:
+                await mcp.call_tool("orders__send_email", email)
+            assert (
+                caught.value.code == jsonrpc.RATE_LIMITED and "one-email-each" in caught.value.error.message
+            )
+    async with bearer_client(gw, "/mcp", "auto", corp.mint(aud=gw.url + "/mcp", sub="mallory@corp")) as mcp:
+        with pytest.raises(MCPError) as caught:
+            await mcp.call_tool("orders__lookup_order", {"order_id": "A-1001"})
+        assert (
+            caught.value.code == jsonrpc.FORBIDDEN and "no-lookups-for-mallory" in caught.value.error.message
+        )
 
 
 async def test_lockgate_keys_still_work_beside_oauth(gw: GatewayThread) -> None:
