@@ -1,7 +1,7 @@
 """Trusted OAuth issuers for /mcp: bearer JWTs from an IdP, and the rules that map claims to workspaces.
 
-Revision ID: 0011_mcp_oauth
-Revises: 0010_mcp_tool_pins
+Revision ID: 0012_mcp_oauth
+Revises: 0011_mcp_tool_costs
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_mcp_oauth"
-down_revision = "0010_mcp_tool_pins"
+revision = "0012_mcp_oauth"
+down_revision = "0011_mcp_tool_costs"
 branch_labels = None
 depends_on = None
 
