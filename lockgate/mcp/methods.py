@@ -1,8 +1,13 @@
 """The MCP methods the gateway answers itself or fans out: lists merged, calls routed.
 
 In the aggregate ``/mcp`` every name is ``server__name`` (tools, prompts) and every
-resource URI ``server__uri``; on ``/mcp/{server}`` names pass through unchanged.
-Lists show only what the caller may use; calls are checked before they leave.
+resource URI ``server__uri`` (templates ``server__template``, so a URI the client fills
+in from one comes back prefixed too); on ``/mcp/{server}`` names pass through unchanged.
+Server names never contain ``_``, so the first ``__`` splits any prefixed name or URI back
+into (server, the server's own name): ``orders__orders://order/7`` is ``orders://order/7``
+of ``orders``. URIs in answers (read contents, embedded resources, resource links) get the
+same prefix on the way back. Lists show only what the caller may use; calls are checked
+before they leave.
 """
 
 from __future__ import annotations
@@ -154,6 +159,30 @@ async def gather_list(ctx: CallContext, method: str, fetch: Any, tools_of: Any) 
             continue
         merged.extend(result)
     return {field_name: merged}
+
+
+def prefixed_result(ctx: CallContext, server: McpServer, result: dict[str, Any]) -> dict[str, Any]:
+    """URIs inside a routed call's answer, prefixed like the lists' (aggregate only; rewritten in
+    place: the dict was just decoded and is this call's own)."""
+    if ctx.endpoint is not None:
+        return result
+    for item in result.get("contents") or ():  # resources/read
+        _prefix_uri(server, item)
+    blocks = list(result.get("content") or ())  # tools/call
+    blocks.extend(m.get("content") for m in result.get("messages") or () if isinstance(m, dict))
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "resource_link":
+            _prefix_uri(server, block)
+        elif block.get("type") == "resource" and isinstance(block.get("resource"), dict):
+            _prefix_uri(server, block["resource"])
+    return result
+
+
+def _prefix_uri(server: McpServer, item: Any) -> None:
+    if isinstance(item, dict) and isinstance(item.get("uri"), str):
+        item["uri"] = f"{server.name}{SEPARATOR}{item['uri']}"
 
 
 def unprefixed_params(ctx: CallContext, method: str, params: dict[str, Any], inner: str) -> dict[str, Any]:

@@ -296,7 +296,7 @@ class McpProxy:
             )
             record.status = "tool_error" if result.get("isError") else "ok"
             record.result_bytes = _size(result)
-            return result
+            return methods.prefixed_result(ctx, server, result)
         except McpError as exc:
             record.status = exc.status_name
             record.error_code, record.error_message = exc.code, exc.message

@@ -1,9 +1,14 @@
 """A real MCP server for tests, the benchmark and demos, built with the official ``mcp`` SDK.
 
 Tools: ``lookup_order``, ``issue_refund(order_id, amount)``, ``send_email``,
-``slow_task(seconds)``, ``broken_tool`` (always fails) and
-``switch_description`` (changes ``lookup_order``'s description, so a gateway
-that pins tool definitions can be shown the change).
+``slow_task(seconds)``, ``broken_tool`` (always fails), ``echo(text)`` (answers with
+what it was given, so a gateway's rewrites of arguments can be seen), ``switch_description``
+(changes ``lookup_order``'s description, so a gateway that pins tool definitions can be
+shown the change) and ``emit_notifications`` (progress, ``tools/list_changed`` and
+``resources/updated`` on the call's own stream, for a gateway that relays notifications).
+
+Prompts: ``summarize_order(order_id)`` and ``greeting``. Resources: ``orders://catalog``
+(every order id) and the template ``orders://order/{order_id}``.
 
 Transports: Streamable HTTP at ``/mcp`` (both protocol eras, as the SDK
 serves them), legacy HTTP+SSE at ``/sse`` + ``/messages/``, and stdio.
@@ -22,6 +27,11 @@ from typing import Any
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types import (
+    ResourceUpdatedNotification,
+    ResourceUpdatedNotificationParams,
+    ToolListChangedNotification,
+)
 
 ORDERS: dict[str, dict[str, Any]] = {
     "A-1001": {"order_id": "A-1001", "status": "shipped", "total": 42.5, "email": "ana@example.com"},
@@ -69,16 +79,52 @@ def build_server(name: str = "mock-mcp") -> MCPServer:
     def broken_tool() -> str:
         raise ToolError("the mock tool failed on purpose")
 
+    @server.tool(description="Answer with the text given.")
+    def echo(text: str) -> str:
+        return text
+
     @server.tool(description="Switch lookup_order's description between its two variants.")
     async def switch_description(ctx: Context) -> str:
         state["variant"] = 1 - state["variant"]
         register_lookup()
-        # Handshake-era sessions hear notifications/tools/list_changed (stdio: on stdout).
+        # notifications/tools/list_changed rides this call's own stream (stdio: stdout), so a
+        # gateway hears it whichever session it called on.
         with contextlib.suppress(Exception):
-            await ctx.session.send_tool_list_changed()
+            await ctx.session.send_notification(ToolListChangedNotification(), ctx.request_id)
         with contextlib.suppress(Exception):
             await ctx.notify_tools_changed()
         return DESCRIPTIONS[state["variant"]]
+
+    @server.tool(description="Send notifications on this call's stream: progress, list_changed, updated.")
+    async def emit_notifications(ctx: Context, steps: int = 2, uri: str = "orders://catalog") -> str:
+        for step in range(1, steps + 1):
+            await ctx.report_progress(step, steps, f"step {step}")
+        await ctx.session.send_notification(ToolListChangedNotification(), ctx.request_id)
+        updated = ResourceUpdatedNotification(params=ResourceUpdatedNotificationParams(uri=uri))
+        await ctx.session.send_notification(updated, ctx.request_id)
+        return f"emitted {steps} progress notifications"
+
+    @server.prompt(description="Ask for a summary of one order.")
+    def summarize_order(order_id: str) -> str:
+        order = ORDERS.get(order_id)
+        if order is None:
+            raise ValueError(f"no order {order_id}")
+        return f"Summarize order {order_id}: {order['status']}, total {order['total']}."
+
+    @server.prompt(description="A fixed greeting.")
+    def greeting() -> str:
+        return "Hello from the mock MCP server."
+
+    @server.resource("orders://catalog", name="catalog", mime_type="application/json")
+    def catalog() -> dict[str, Any]:
+        return {"orders": sorted(ORDERS)}
+
+    @server.resource("orders://order/{order_id}", name="order", mime_type="application/json")
+    def order(order_id: str) -> dict[str, Any]:
+        found = ORDERS.get(order_id)
+        if found is None:
+            raise ValueError(f"no order {order_id}")
+        return found
 
     return server
 
