@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,8 @@ class CallContext:
     endpoint: McpServer | None  # None: the aggregate /mcp
     era: str  # modern | legacy
     session: SessionState | None = None
+    session_id: str | None = None  # the caller's Mcp-Session-Id (handshake era): its notices' outbox
+    progress: Callable[[dict[str, Any]], None] | None = None  # this request's progress, on its own stream
     rules: tuple[AccessRule, ...] = ()
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     trace: tuple[str, str] | None = None  # (trace id from traceparent, this call's span id)
@@ -178,6 +181,16 @@ def prefixed_result(ctx: CallContext, server: McpServer, result: dict[str, Any])
         elif block.get("type") == "resource" and isinstance(block.get("resource"), dict):
             _prefix_uri(server, block["resource"])
     return result
+
+
+def prefixed_notice(ctx: CallContext, server: McpServer, message: dict[str, Any]) -> dict[str, Any]:
+    """An upstream's notification as the caller sees it: a resource URI gets the aggregate's prefix."""
+    params = message.get("params")
+    if ctx.endpoint is not None or message.get("method") != "notifications/resources/updated":
+        return message
+    if not isinstance(params, dict) or not isinstance(params.get("uri"), str):
+        return message
+    return {**message, "params": {**params, "uri": f"{server.name}{SEPARATOR}{params['uri']}"}}
 
 
 def _prefix_uri(server: McpServer, item: Any) -> None:

@@ -5,7 +5,8 @@ POST: read -> parse JSON-RPC -> authenticate (Lockgate key, or an OAuth bearer J
 headers agree with the body -> session -> dispatch (answered here, merged lists, or one routed call:
 access rules, pins, action policies (deny, or wait for approval), the upstream call under the
 kill switch) -> record. GET opens the
-handshake era's server stream; DELETE ends a session and the upstream sessions in it.
+handshake era's server stream, which carries what upstreams tell the session (notices.py);
+DELETE ends a session and the upstream sessions in it.
 Answers are JSON; errors are JSON-RPC errors, never a bare 500.
 """
 
@@ -45,10 +46,11 @@ from lockgate.mcp.jsonrpc import (
     parse_message,
     result_body,
 )
+from lockgate.mcp.notices import Notices
 from lockgate.mcp.oauth import OAuthGate, OAuthRefused
 from lockgate.mcp.registry import SEPARATOR, McpServer
 from lockgate.mcp.session_codec import InvalidSession, SessionCodec, SessionState
-from lockgate.mcp.upstream.base import HANDSHAKE_VERSION, MODERN_VERSION
+from lockgate.mcp.upstream.base import HANDSHAKE_VERSION, MODERN_VERSION, Notify
 from lockgate.mcp.upstreams import UpstreamPool
 from lockgate.server.http import read_body
 from lockgate.server.types import Receive, Scope, Send
@@ -63,9 +65,10 @@ _JSON = [(b"content-type", b"application/json")]
 _CAPABILITIES = {"tools": {"listChanged": True}, "prompts": {"listChanged": False}, "resources": {}}
 _SERVER_INFO = {"name": "lockgate", "version": "1"}
 _SESSION_SETUP_TIMEOUT = 5.0
-# The GET stream carries nothing yet but keep-alives; it ends on its own after this long (clients
-# reconnect) so a graceful shutdown, which waits for open responses, never waits on an idle client.
+# The GET stream ends on its own after this long (clients reconnect; undelivered notices wait in the
+# outbox) so a graceful shutdown, which waits for open responses, never waits on an idle client.
 _GET_STREAM_S = 30.0
+_LIST_CHANGED = {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
 
 
 class McpProxy:
@@ -95,6 +98,9 @@ class McpProxy:
         self.oauth = oauth
         self.in_flight = InFlight()
         self.closing = asyncio.Event()
+        self.notices = Notices()
+        # A list change nobody's request carried (stdio, SSE): every session reaching the server hears it.
+        pool.on_changed = lambda address: self.notices.broadcast(address, _LIST_CHANGED)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -130,16 +136,18 @@ class McpProxy:
             ctx.rules += snapshot.oauth.rules_for(principal)  # an OAuth claim rule's limits
             if era == "legacy" and message.method != "initialize":
                 ctx.session = self._session(headers, principal, endpoint)
+                ctx.session_id = headers["mcp-session-id"]
             if not message.is_request:
                 await _send(send, 202, b"", [])
                 return
             if message.method == "initialize":
                 result, token = await self._initialize(ctx, message)
                 extra = [(b"mcp-session-id", token.encode())]
+            elif _progress_token(message) and "text/event-stream" in headers.get("accept", ""):
+                await self._with_progress(ctx, message, send)
+                return
             else:
-                result = await self._dispatch(ctx, message)
-                if era == "modern":
-                    result = _modern_result(message.method, result)
+                result = await self._answer(ctx, message)
             await _send(send, 200, result_body(message.id, result), _JSON + extra)
         except McpError as exc:
             status = exc.http_status
@@ -227,6 +235,44 @@ class McpProxy:
             for tool, digest in listing.hashes.items():
                 state.pins[f"{server.address}{SEPARATOR}{tool}"] = digest
 
+    async def _answer(self, ctx: methods.CallContext, message: Message) -> dict[str, Any]:
+        result = await self._dispatch(ctx, message)
+        return _modern_result(message.method, result) if ctx.era == "modern" else result
+
+    async def _with_progress(self, ctx: methods.CallContext, message: Message, send: Send) -> None:
+        """A request that asked for progress: answered as JSON when the answer comes first, else as
+        an event stream that carries each progress notification as it comes, then the answer (the
+        spec's place for notifications about a request, in both eras)."""
+        notes: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        ctx.progress = notes.put_nowait
+        answer = asyncio.ensure_future(self._answer(ctx, message))
+        started = False
+        try:
+            while not answer.done():
+                note = asyncio.ensure_future(notes.get())
+                await asyncio.wait({answer, note}, return_when=asyncio.FIRST_COMPLETED)
+                if not note.done():
+                    note.cancel()
+                    break
+                if not started:
+                    sse = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+                    await send({"type": "http.response.start", "status": 200, "headers": sse})
+                    started = True
+                await _event(send, orjson.dumps(note.result()))
+            if not started:  # no progress came: the plain answer (an error goes to _post's handlers)
+                await _send(send, 200, result_body(message.id, answer.result()), _JSON)
+                return
+            while not notes.empty():
+                await _event(send, orjson.dumps(notes.get_nowait()))
+            try:
+                body = result_body(message.id, answer.result())
+            except McpError as exc:
+                body = error_body(message.id, exc)
+            await _event(send, body)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            answer.cancel()  # the client went away mid-stream: the call goes too
+
     async def _dispatch(self, ctx: methods.CallContext, message: Message) -> dict[str, Any]:
         method, params = message.method, message.params
         if method == "ping":
@@ -251,11 +297,31 @@ class McpProxy:
         async def fetch(server: McpServer, method: str, params: dict[str, Any]) -> dict[str, Any]:
             upstream = self.pool.get(server)
             call = upstream.request(
-                method, params, timeout_s=server.timeout_s, session=ctx.upstream_session(server)
+                method,
+                params,
+                timeout_s=server.timeout_s,
+                session=ctx.upstream_session(server),
+                notify=self._relay(ctx, server),
             )
             return await self.in_flight.run(server.address, None, call)
 
         return fetch
+
+    def _relay(self, ctx: methods.CallContext, server: McpServer) -> Notify | None:
+        """What the server says while answering: progress onto the request's own stream when the
+        caller asked for it, the rest to the caller's GET stream (handshake era)."""
+        session, progress = ctx.session_id, ctx.progress
+        if session is None and progress is None:
+            return None
+        address = server.address
+
+        def relay(message: dict[str, Any]) -> None:
+            if progress is not None and message.get("method") == "notifications/progress":
+                progress(message)
+            elif session is not None:
+                self.notices.post(session, address, methods.prefixed_notice(ctx, server, message))
+
+        return relay
 
     async def _routed(self, ctx: methods.CallContext, method: str, params: dict[str, Any]) -> dict[str, Any]:
         started = time.time()
@@ -288,7 +354,11 @@ class McpProxy:
                 gate = await self._reserve_price(ctx, server, inner, record)
             forwarded = _strip_meta(methods.unprefixed_params(ctx, method, params, inner))
             call = self.pool.get(server).request(
-                method, forwarded, timeout_s=server.timeout_s, session=ctx.upstream_session(server)
+                method,
+                forwarded,
+                timeout_s=server.timeout_s,
+                session=ctx.upstream_session(server),
+                notify=self._relay(ctx, server),
             )
             sent = True
             result: dict[str, Any] = await self.in_flight.run(
@@ -408,13 +478,16 @@ class McpProxy:
     # -- GET and DELETE (handshake era) ------------------------------------------------------------
 
     async def _get(self, scope: Scope, headers: dict[str, str], receive: Receive, send: Send) -> None:
-        """The server-to-client stream: held open (comments only) until the client or the worker
-        goes, or ``_GET_STREAM_S`` passes."""
+        """The server-to-client stream: the session's notices as they come, until the client or the
+        worker goes, or ``_GET_STREAM_S`` passes."""
         try:
             snapshot = self.snapshot()
             principal = await self._authenticate(scope, headers, snapshot)
             endpoint = self._endpoint(scope, snapshot, principal)
             self._session(headers, principal, endpoint)
+            rules = snapshot.mcp.rules_for(principal.workspace_id, principal.key_id)
+            rules += snapshot.oauth.rules_for(principal)
+            ctx = methods.CallContext(principal, snapshot.mcp, endpoint, "legacy", rules=rules)
         except McpError as exc:
             await _send(
                 send, exc.http_status if exc.http_status != 200 else 400, error_body(None, exc), _JSON
@@ -423,17 +496,31 @@ class McpProxy:
         except AuthenticationFailed as exc:
             await _refuse(send, None, exc)
             return
+        box = self.notices.box(headers["mcp-session-id"])
+        box.addresses.update(s.address for s in ctx.servers())
         sse = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
         await send({"type": "http.response.start", "status": 200, "headers": sse})
         await send({"type": "http.response.body", "body": b": lockgate\n\n", "more_body": True})
         disconnect = asyncio.ensure_future(_until_disconnect(receive))
         closing = asyncio.ensure_future(self.closing.wait())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _GET_STREAM_S
         try:
-            await asyncio.wait(
-                {disconnect, closing}, timeout=_GET_STREAM_S, return_when=asyncio.FIRST_COMPLETED
-            )
-            if not disconnect.done():  # stopping, or long enough: end the stream; the client reconnects
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            while True:
+                for message in box.take():
+                    await _event(send, orjson.dumps(message))
+                ready = asyncio.ensure_future(box.ready.wait())
+                left = deadline - loop.time()
+                await asyncio.wait(
+                    {disconnect, closing, ready}, timeout=max(left, 0), return_when=asyncio.FIRST_COMPLETED
+                )
+                woke = ready.done()
+                ready.cancel()
+                if disconnect.done():
+                    return
+                if closing.done() or not woke:
+                    break  # stopping, or long enough: end the stream; the client reconnects
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             disconnect.cancel()
             closing.cancel()
@@ -531,6 +618,11 @@ def _trace(traceparent: str | None) -> tuple[str, str] | None:
     return parts[1], secrets.token_hex(8)
 
 
+def _progress_token(message: Message) -> bool:
+    meta = message.params.get("_meta")
+    return isinstance(meta, dict) and meta.get("progressToken") is not None
+
+
 def _modern_result(method: str, result: dict[str, Any]) -> dict[str, Any]:
     """2026-07-28 results say they are complete; list results carry cache hints (never shared:
     what a caller sees depends on its key)."""
@@ -573,6 +665,12 @@ async def _refuse(send: Send, message_id: Any, exc: AuthenticationFailed) -> Non
         status, code, www = 401, INVALID_REQUEST, 'Bearer realm="lockgate"'
     headers = [(b"www-authenticate", www.encode("latin-1"))] if www else []
     await _send(send, status, error_body(message_id, McpError(code, exc.message)), _JSON + headers)
+
+
+async def _event(send: Send, data: bytes) -> None:
+    await send(
+        {"type": "http.response.body", "body": b"event: message\ndata: " + data + b"\n\n", "more_body": True}
+    )
 
 
 async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

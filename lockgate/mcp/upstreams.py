@@ -4,7 +4,8 @@ Connections are made on first use and kept (pooled upstream sessions, one stdio
 process); a registry change that alters a server's connection (URL, command,
 credential) replaces it, and a server that leaves the registry is closed. Tool
 lists are cached per server version and refreshed in the background when older
-than ``refresh_s`` or when the server says ``notifications/tools/list_changed``.
+than ``refresh_s``; when the server says ``notifications/tools/list_changed`` the next
+list is fetched before it is served, and ``on_changed`` is told (the proxy tells clients).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class UpstreamPool:
         self._closing: set[asyncio.Task[None]] = set()
         # Told of every fresh tool list (mcp/pins.py pins and flags definitions from it).
         self.on_listing: Callable[[McpServer, list[dict[str, Any]], dict[str, str]], None] | None = None
+        # Told the address of a server that said its tool list changed.
+        self.on_changed: Callable[[str], None] | None = None
 
     def get(self, server: McpServer) -> Upstream:
         entry = self._entries.get(server.address)
@@ -85,8 +88,16 @@ class UpstreamPool:
         cached = entry.tools
         if cached is None:
             return await self._fetch(server, entry)
-        stale = cached.stale or time.monotonic() - cached.fetched_at > self.refresh_s
-        if stale and (entry.refreshing is None or entry.refreshing.done()):
+        if cached.stale:  # the server said it changed: an old list must not be served again
+            try:
+                return await self._fetch(server, entry)
+            except McpError as exc:
+                log.warning("refetching the changed tools of %s failed: %s", server.address, exc.message)
+                cached.stale = False  # one caller waited on it; the next refresh is the timed one
+                return cached
+        if time.monotonic() - cached.fetched_at > self.refresh_s and (
+            entry.refreshing is None or entry.refreshing.done()
+        ):
             entry.refreshing = asyncio.create_task(self._refresh(server, entry))
         return cached
 
@@ -120,6 +131,8 @@ class UpstreamPool:
         entry = self._entries.get(address)
         if entry is not None and entry.tools is not None:
             entry.tools.stale = True
+        if self.on_changed is not None:
+            self.on_changed(address)
 
     def sync(self, registry: McpRegistry) -> None:
         """Close connections of server versions that left the registry or changed connection."""

@@ -4,8 +4,10 @@ upstream transport; a server the caller may not use contributes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import httpx2
 import orjson
@@ -123,3 +125,86 @@ async def test_bad_prompt_and_resource_names_are_clean_errors(gw: GatewayThread,
             await mcp.read_resource("orders://order/A-9999")
         assert caught.value.error.message.startswith("orders@1.0.0: ")  # the server's own error, named
         assert "orders://order/A-9999" in caught.value.error.message
+
+
+class Heard:
+    """A client's message handler: every notification it is told, and a wait for one method."""
+
+    def __init__(self) -> None:
+        self.notices: list[Any] = []
+        self._changed = asyncio.Condition()
+
+    async def __call__(self, message: Any) -> None:
+        if isinstance(message, Exception):
+            return
+        async with self._changed:
+            self.notices.append(message)
+            self._changed.notify_all()
+
+    def methods(self) -> list[str]:
+        return [n.method for n in self.notices]
+
+    async def wait_for(self, method: str) -> Any:
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: method in self.methods()), 10)
+        return next(n for n in self.notices if n.method == method)
+
+
+def heard_client(gw: GatewayThread, path: str, heard: Heard, mode: str = "legacy") -> Client:
+    http = httpx2.AsyncClient(headers={"authorization": f"Bearer {ALICE}"}, timeout=20)
+    return Client(streamable_http_client(gw.url + path, http_client=http), mode=mode, message_handler=heard)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("path", "prefix"), [("/mcp/orders", ""), ("/mcp/old", ""), ("/mcp", "orders__")])
+async def test_progress_comes_on_the_calls_own_stream(
+    gw: GatewayThread, mode: str, path: str, prefix: str
+) -> None:
+    progress: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total, message))
+
+    async with heard_client(gw, path, Heard(), mode) as mcp:
+        result = await mcp.call_tool(
+            f"{prefix}emit_notifications", {"steps": 3}, progress_callback=on_progress
+        )
+        assert result.content[0].text == "emitted 3 progress notifications"
+        assert progress == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
+        # Without a progress token the answer is plain JSON, as before.
+        plain = await mcp.call_tool(f"{prefix}lookup_order", {"order_id": "A-1001"})
+        assert plain.structured_content["status"] == "shipped"
+
+
+@pytest.mark.parametrize(("path", "prefix"), [("/mcp/orders", ""), ("/mcp/old", ""), ("/mcp", "orders__")])
+async def test_get_stream_relays_what_the_upstream_says_during_a_call(
+    gw: GatewayThread, path: str, prefix: str
+) -> None:
+    heard = Heard()
+    async with heard_client(gw, path, heard) as mcp:
+        result = await mcp.call_tool(f"{prefix}emit_notifications", {"uri": "orders://order/A-1001"})
+        assert not result.is_error
+        updated = await heard.wait_for("notifications/resources/updated")
+        assert updated.params.uri == f"{prefix}orders://order/A-1001"  # a URI the client can read here
+        assert "notifications/tools/list_changed" in heard.methods()
+
+
+@pytest.mark.parametrize(("path", "prefix"), [("/mcp/orders", ""), ("/mcp/local", ""), ("/mcp", "orders__")])
+async def test_list_changed_reaches_the_client_and_refreshes_the_gateways_tool_list(
+    gw: GatewayThread, path: str, prefix: str
+) -> None:
+    heard = Heard()
+    async with heard_client(gw, path, heard) as mcp:
+
+        async def lookup_description() -> str | None:
+            tools = (await mcp.list_tools()).tools
+            return next(t.description for t in tools if t.name == f"{prefix}lookup_order")
+
+        before = await lookup_description()
+        switched = await mcp.call_tool(f"{prefix}switch_description", {})
+        try:
+            await heard.wait_for("notifications/tools/list_changed")
+            # The gateway's cached list was dropped when the server said so: the new one is served.
+            assert await lookup_description() == switched.content[0].text != before
+        finally:
+            await mcp.call_tool(f"{prefix}switch_description", {})  # the mock as it was

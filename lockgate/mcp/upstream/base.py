@@ -19,12 +19,23 @@ MODERN_VERSION = "2026-07-28"
 CLIENT_INFO = {"name": "lockgate", "version": "1"}
 
 
+# Told of each notification an upstream sends on the stream of one caller's request (progress,
+# list_changed ...): only streams that belong to one request can be attributed to its caller.
+Notify = Callable[[dict[str, Any]], None]
+
+
 class Upstream(Protocol):
     # Called when the server says its tool list changed (a notification, or a new session's answer).
     on_list_changed: Callable[[], None] | None
 
     async def request(
-        self, method: str, params: dict[str, Any], *, timeout_s: float, session: str | None = None
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        timeout_s: float,
+        session: str | None = None,
+        notify: Notify | None = None,
     ) -> dict[str, Any]: ...
 
     async def open_session(self, *, timeout_s: float) -> str | None:

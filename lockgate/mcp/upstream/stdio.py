@@ -19,7 +19,7 @@ import orjson
 
 from lockgate.mcp.jsonrpc import FORBIDDEN, REQUEST_TIMEOUT, UPSTREAM_ERROR, McpError
 from lockgate.mcp.registry import stdio_allowed
-from lockgate.mcp.upstream.base import CLIENT_INFO, HANDSHAKE_VERSION, answer_of, next_id
+from lockgate.mcp.upstream.base import CLIENT_INFO, HANDSHAKE_VERSION, Notify, answer_of, next_id
 
 log = logging.getLogger("lockgate.mcp")
 _LINE_LIMIT = 16 * 1024 * 1024
@@ -38,8 +38,16 @@ class StdioUpstream:
         self.on_list_changed: Callable[[], None] | None = None
 
     async def request(
-        self, method: str, params: dict[str, Any], *, timeout_s: float, session: str | None = None
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        timeout_s: float,
+        session: str | None = None,
+        notify: Notify | None = None,
     ) -> dict[str, Any]:
+        # ``notify`` goes unused: one shared stream carries every caller's notifications, so none
+        # can be attributed; list changes still reach callers through the pool (upstreams.py).
         request_id = next_id()
         try:
             async with asyncio.timeout(timeout_s):

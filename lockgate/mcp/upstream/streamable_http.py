@@ -19,7 +19,14 @@ import aiohttp
 import orjson
 
 from lockgate.mcp.jsonrpc import REQUEST_TIMEOUT, UPSTREAM_ERROR, McpError
-from lockgate.mcp.upstream.base import CLIENT_INFO, HANDSHAKE_VERSION, MODERN_VERSION, answer_of, next_id
+from lockgate.mcp.upstream.base import (
+    CLIENT_INFO,
+    HANDSHAKE_VERSION,
+    MODERN_VERSION,
+    Notify,
+    answer_of,
+    next_id,
+)
 
 log = logging.getLogger("lockgate.mcp")
 _META_VERSION = "io.modelcontextprotocol/protocolVersion"
@@ -50,23 +57,29 @@ class StreamableHttpUpstream:
         self.on_list_changed: Callable[[], None] | None = None
 
     async def request(
-        self, method: str, params: dict[str, Any], *, timeout_s: float, session: str | None = None
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        timeout_s: float,
+        session: str | None = None,
+        notify: Notify | None = None,
     ) -> dict[str, Any]:
         try:
             async with asyncio.timeout(timeout_s):
                 await self._ensure_era()
                 if self.modern:
-                    return await self._modern(method, params)
+                    return await self._modern(method, params, notify)
                 if session is not None:
                     try:
-                        return await self._post(method, params, session)
+                        return await self._post(method, params, session, notify)
                     except SessionGone:
                         log.info("%s: the caller's upstream session expired; using the pooled one", self.name)
                 try:
-                    return await self._post(method, params, await self._pooled_session())
+                    return await self._post(method, params, await self._pooled_session(), notify)
                 except SessionGone:
                     self._pooled = None
-                    return await self._post(method, params, await self._pooled_session())
+                    return await self._post(method, params, await self._pooled_session(), notify)
         except TimeoutError:
             raise McpError(
                 REQUEST_TIMEOUT, f"{self.name} did not answer {method} within {timeout_s:g}s."
@@ -143,7 +156,9 @@ class StreamableHttpUpstream:
             await response.read()
         return session
 
-    async def _post(self, method: str, params: dict[str, Any], session: str) -> dict[str, Any]:
+    async def _post(
+        self, method: str, params: dict[str, Any], session: str, notify: Notify | None = None
+    ) -> dict[str, Any]:
         body = {"jsonrpc": "2.0", "id": next_id(), "method": method, "params": params}
         headers = {**self._headers, "mcp-session-id": session, "mcp-protocol-version": HANDSHAKE_VERSION}
         try:
@@ -152,13 +167,14 @@ class StreamableHttpUpstream:
                     await response.read()
                     raise SessionGone(session)
                 _check_status(self.name, response)
-                return answer_of(await _read_answer(response, body["id"], self._notified), self.name)
+                answer = await _read_answer(response, body["id"], self._notifier(notify))
+                return answer_of(answer, self.name)
         except asyncio.CancelledError:
             # A killed or abandoned call: tell the server (best effort, on the pooled connection).
             asyncio.get_running_loop().create_task(self._cancel(session, body["id"]))
             raise
 
-    async def _modern(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def _modern(self, method: str, params: dict[str, Any], notify: Notify | None) -> dict[str, Any]:
         # 2026-07-28: stateless; the routing headers must agree with the body.
         body = {"jsonrpc": "2.0", "id": next_id(), "method": method, "params": _modern_meta(params)}
         headers = {**self._headers, "mcp-protocol-version": MODERN_VERSION, "mcp-method": method}
@@ -169,7 +185,7 @@ class StreamableHttpUpstream:
         async with self._http().post(self.url, data=orjson.dumps(body), headers=headers) as response:
             if response.status >= 400 and "json" not in response.headers.get("content-type", ""):
                 _check_status(self.name, response)
-            return answer_of(await _read_answer(response, body["id"], self._notified), self.name)
+            return answer_of(await _read_answer(response, body["id"], self._notifier(notify)), self.name)
 
     async def _cancel(self, session: str, request_id: int) -> None:
         note = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": request_id}}
@@ -182,6 +198,17 @@ class StreamableHttpUpstream:
     def _notified(self, message: dict[str, Any]) -> None:
         if message.get("method") == "notifications/tools/list_changed" and self.on_list_changed is not None:
             self.on_list_changed()
+
+    def _notifier(self, notify: Notify | None) -> Notify:
+        """The pool hears list changes first (its cache goes stale), then the caller everything."""
+        if notify is None:
+            return self._notified
+
+        def both(message: dict[str, Any]) -> None:
+            self._notified(message)
+            notify(message)
+
+        return both
 
 
 def _modern_meta(params: dict[str, Any]) -> dict[str, Any]:
