@@ -21,7 +21,14 @@ from lockgate.admin.schemas import Body
 from lockgate.errors import BadRequest, Conflict, NotFound
 from lockgate.mcp.registry import stdio_allowed
 from lockgate.mcp.server_json import spec_from_server_json
-from lockgate.mcp.specs import RULE_COLUMNS, McpAccessRuleSpec, McpServerSpec, server_values
+from lockgate.mcp.specs import (
+    RULE_COLUMNS,
+    McpAccessRuleSpec,
+    McpServerSpec,
+    ToolGuardrails,
+    check_guardrail_refs,
+    server_values,
+)
 from lockgate.store.control import API_KEY, MCP_ACCESS_RULE, MCP_SERVER, WORKSPACE, Change, Row
 
 router = APIRouter()
@@ -46,6 +53,7 @@ class ServerUpdate(Body):
     timeout_ms: int | None = Field(None, ge=100, le=3_600_000)
     tags: list[str] | None = None
     tool_costs: dict[str, float] | None = None
+    guardrails: ToolGuardrails | None = None
     workspace_ids: list[str] | None = None
     key_ids: list[str] | None = None
 
@@ -109,6 +117,7 @@ async def _create_server(ctx: Any, actor: Actor, spec: McpServerSpec, extra: dic
         if extra.get("workspace_id") is not None and await tx.get(WORKSPACE, extra["workspace_id"]) is None:
             raise BadRequest(f"No workspace with id {extra['workspace_id']!r}.", param="workspace_id")
         await _check_refs(tx, extra.get("workspace_ids"), extra.get("key_ids"))
+        await check_guardrail_refs(tx, spec.guardrails, extra.get("workspace_id"), "guardrails")
         if await tx.find(MCP_SERVER, name=spec.name, server_version=spec.version) is not None:
             raise Conflict(f"{spec.name}@{spec.version} is registered already.", param="version")
         # A new version becomes what /mcp/{name} means; older ones stay at /mcp/{name}@{version}.
@@ -183,7 +192,15 @@ async def update_server(
         "headers": current["headers"] or {},
         **{
             c: current[c]
-            for c in ("status", "status_reason", "tool_status", "pin_policy", "timeout_ms", "tags")
+            for c in (
+                "status",
+                "status_reason",
+                "tool_status",
+                "pin_policy",
+                "timeout_ms",
+                "tags",
+                "guardrails",
+            )
         },
         "tool_costs": current["tool_costs"] or {},
         **{k: v for k, v in changes.items() if k not in ("secret", "workspace_ids", "key_ids")},
@@ -206,6 +223,8 @@ async def update_server(
             values[column] = changes[column]
     async with ctx.control.change(actor.audit) as tx:
         await _check_refs(tx, values.get("workspace_ids"), values.get("key_ids"))
+        if "guardrails" in changes:
+            await check_guardrail_refs(tx, spec.guardrails, current["workspace_id"], "guardrails")
         row = await tx.update(MCP_SERVER, server_id, values, expected_version=version)
     await ctx.changed(tx.version if tx.changed else None)
     return one(MCP_SERVER, row)

@@ -17,6 +17,7 @@ from lockgate.mcp.specs import (
     McpAccessRuleConfig,
     McpServerConfig,
     McpToolPolicyConfig,
+    check_guardrail_refs,
     limit_of,
     policy_values,
     server_values,
@@ -49,8 +50,11 @@ async def apply_mcp(
         key_ids = None
         if item.keys is not None:
             key_ids = [await _key_id(applier, ref, f"{where}.keys") for ref in item.keys]
+        owner = applier._workspace(item.workspace, f"{where}.workspace")
+        if not applier.dry_run:
+            await check_guardrail_refs(applier.tx, item.guardrails, owner, f"{where}.guardrails")
         values.update(
-            workspace_id=applier._workspace(item.workspace, f"{where}.workspace"),
+            workspace_id=owner,
             workspace_ids=applier._workspaces(item.workspaces, f"{where}.workspaces"),
             key_ids=key_ids,
             latest=True,
@@ -136,6 +140,8 @@ def export_mcp(state: ControlState, ws_names: dict[str, str]) -> dict[str, list[
             item["tags"] = row["tags"]
         if row["tool_costs"]:
             item["tool_costs"] = row["tool_costs"]
+        if row.get("guardrails"):
+            item["guardrails"] = row["guardrails"]
         if row["workspace_id"]:
             item["workspace"] = ws_names[row["workspace_id"]]
         if row["workspace_ids"] is not None:

@@ -14,7 +14,15 @@ from typing import Any
 
 from lockgate.errors import BadRequest, Conflict
 from lockgate.guardrails.definition import GuardrailSpec, check_stage, compile_guardrail
-from lockgate.store.control import API_KEY, GUARDRAIL, GUARDRAIL_ATTACHMENT, WORKSPACE, Change, Row
+from lockgate.store.control import (
+    API_KEY,
+    GUARDRAIL,
+    GUARDRAIL_ATTACHMENT,
+    MCP_SERVER,
+    WORKSPACE,
+    Change,
+    Row,
+)
 from lockgate.store.tables import DEFAULT_ORG_ID
 
 SPEC_COLUMNS = ("description", "action", "mode", "on_error", "timeout_ms", "roles", "checks")
@@ -73,6 +81,13 @@ async def check_still_attachable(tx: Change, name: str, spec: GuardrailSpec) -> 
                     check_stage(guardrail, stage, f"attachment {row['id']}")
                 except ValueError as exc:
                     raise BadRequest(str(exc), param="checks") from None
+    for row in await tx.all(MCP_SERVER):
+        for stage in ("input", "output"):
+            if name in (row["guardrails"] or {}).get(stage, ()):
+                try:
+                    check_stage(guardrail, stage, f"MCP server {row['name']}@{row['server_version']}")
+                except ValueError as exc:
+                    raise BadRequest(str(exc), param="checks") from None
 
 
 async def check_unused(tx: Change, row: Row) -> None:
@@ -81,5 +96,13 @@ async def check_unused(tx: Change, row: Row) -> None:
             raise Conflict(
                 f"The guardrail {row['name']!r} is attached ({attachment['scope']} "
                 f"{attachment['target_id']}); detach it first.",
+                code="in_use",
+            )
+    for server in await tx.all(MCP_SERVER, retired=False):
+        guardrails = server["guardrails"] or {}
+        if row["name"] in [*guardrails.get("input", ()), *guardrails.get("output", ())]:
+            raise Conflict(
+                f"The guardrail {row['name']!r} guards the MCP server "
+                f"{server['name']}@{server['server_version']}; detach it first.",
                 code="in_use",
             )

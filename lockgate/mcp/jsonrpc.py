@@ -38,6 +38,8 @@ APPROVAL_TIMEOUT = -32037  # ... nobody decided in time
 APPROVAL_PENDING_LIMIT = -32038  # ... too many calls already wait on this worker
 RATE_LIMITED = -32039  # a per-tool rate limit
 BUDGET_EXCEEDED = -32040  # the tool's price does not fit the caller's budget
+GUARDRAIL_DENIED = -32041  # a guardrail on the arguments or the result refused the call
+GUARDRAIL_ERROR = -32042  # a fail-closed guardrail could not give a verdict
 
 __all__ = [
     "APPROVAL_PENDING_LIMIT",
@@ -46,6 +48,8 @@ __all__ = [
     "BUDGET_EXCEEDED",
     "DISABLED",
     "FORBIDDEN",
+    "GUARDRAIL_DENIED",
+    "GUARDRAIL_ERROR",
     "HEADER_MISMATCH",
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
@@ -77,6 +81,7 @@ _DENIED = frozenset(
         APPROVAL_PENDING_LIMIT,
         RATE_LIMITED,
         BUDGET_EXCEEDED,
+        GUARDRAIL_DENIED,
     )
 )
 

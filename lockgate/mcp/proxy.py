@@ -26,7 +26,7 @@ from lockgate.admin.snapshot import Snapshot
 from lockgate.errors import AuthenticationFailed, BodyTooLarge, BudgetExceeded, LimitsUnavailable
 from lockgate.governance.admission import Pass
 from lockgate.governance.auth import Authenticator, Principal
-from lockgate.mcp import methods
+from lockgate.mcp import methods, tool_guard
 from lockgate.mcp.action_policy import WINDOWS, ToolPolicy, decide
 from lockgate.mcp.approvals import ApprovalQueue
 from lockgate.mcp.calls import InFlight, redact
@@ -50,6 +50,7 @@ from lockgate.mcp.notices import Notices
 from lockgate.mcp.oauth import OAuthGate, OAuthRefused
 from lockgate.mcp.registry import SEPARATOR, McpServer
 from lockgate.mcp.session_codec import InvalidSession, SessionCodec, SessionState
+from lockgate.mcp.tool_guard import ToolGuard
 from lockgate.mcp.upstream.base import HANDSHAKE_VERSION, MODERN_VERSION, Notify
 from lockgate.mcp.upstreams import UpstreamPool
 from lockgate.server.http import read_body
@@ -342,6 +343,7 @@ class McpProxy:
         if method == "tools/call":
             record.arguments = redact(params.get("arguments"))
         gate: Pass | None = None  # the tool's price, reserved on the caller's budgets
+        guard: ToolGuard | None = None  # the server's guardrails on arguments and result
         sent = False
         try:
             server, inner = methods.routed_target(ctx, method, params)
@@ -351,6 +353,9 @@ class McpProxy:
                 cached = self.pool.cached(server)
                 methods.pin_verdict(ctx, server, inner, cached.hashes.get(inner) if cached else None)
                 await self._action_policies(ctx, server, inner, params.get("arguments") or {}, record.id)
+                guard = self._tool_guard(ctx, server, inner)
+                if guard is not None and isinstance(params.get("arguments"), dict):
+                    await guard.arguments(params["arguments"])  # rewritten in place before it goes upstream
                 gate = await self._reserve_price(ctx, server, inner, record)
             forwarded = _strip_meta(methods.unprefixed_params(ctx, method, params, inner))
             call = self.pool.get(server).request(
@@ -364,6 +369,8 @@ class McpProxy:
             result: dict[str, Any] = await self.in_flight.run(
                 server.address, inner if method == "tools/call" else None, call
             )
+            if guard is not None:
+                await guard.result(result)
             record.status = "tool_error" if result.get("isError") else "ok"
             record.result_bytes = _size(result)
             return methods.prefixed_result(ctx, server, result)
@@ -384,6 +391,12 @@ class McpProxy:
             record.latency_ms = (time.time() - started) * 1000
             record.verdicts = ctx.verdicts or None
             self.record(record)
+
+    def _tool_guard(self, ctx: methods.CallContext, server: McpServer, tool: str) -> ToolGuard | None:
+        guardrails = tool_guard.attached(server, self.snapshot().guardrails)
+        if guardrails is None:
+            return None
+        return ToolGuard(guardrails, server, tool, ctx.principal.metadata, ctx.verdicts)
 
     async def _action_policies(
         self, ctx: methods.CallContext, server: McpServer, tool: str, args: dict[str, Any], call_id: str

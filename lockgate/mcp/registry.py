@@ -51,6 +51,9 @@ class McpServer:
     # Identity of the upstream connection: a pooled connection is replaced when this changes.
     connection_id: str = ""
     tool_costs: Mapping[str, float] = field(default_factory=dict)  # tool or pattern -> USD per call
+    # Guardrail names run on tools/call arguments (input) and results (output); see tool_guard.py.
+    input_guardrails: tuple[str, ...] = ()
+    output_guardrails: tuple[str, ...] = ()
 
     @property
     def address(self) -> str:
@@ -188,6 +191,7 @@ def _server(row: Row, secrets: SecretBox) -> McpServer | None:
             scheme = row["auth_scheme"] if row["auth_scheme"] is not None else "Bearer"
             headers[row["auth_header"] or "Authorization"] = f"{scheme} {secret}".strip()
     command = tuple(row["command"] or ())
+    guardrails = row.get("guardrails") or {}
     identity = orjson.dumps(
         [row["transport"], row["url"], command, sorted(env.items()), sorted(headers.items())]
     )
@@ -212,6 +216,8 @@ def _server(row: Row, secrets: SecretBox) -> McpServer | None:
         key_ids=frozenset(row["key_ids"]) if row["key_ids"] is not None else None,
         connection_id=hashlib.sha256(identity).hexdigest()[:16],
         tool_costs=MappingProxyType(dict(row.get("tool_costs") or {})),
+        input_guardrails=tuple(guardrails.get("input") or ()),
+        output_guardrails=tuple(guardrails.get("output") or ()),
     )
 
 

@@ -6,15 +6,27 @@ combination is a 400 (or a start-up error) naming the field, never a broken snap
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lockgate.mcp.action_policy import compile_condition
 from lockgate.mcp.registry import NAME_PATTERN
 
+if TYPE_CHECKING:
+    from lockgate.store.control import Change
+
 Transport = Literal["streamable_http", "sse", "stdio"]
 Status = Literal["enabled", "disabled", "killed"]
+
+
+class ToolGuardrails(BaseModel):
+    """Guardrails (by name) on this server's tool calls, with the actions they have for LLM traffic."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: list[str] = Field(default_factory=list, description="Run on tools/call arguments, in order.")
+    output: list[str] = Field(default_factory=list, description="Run on tools/call results, in order.")
 
 
 class McpServerSpec(BaseModel):
@@ -41,6 +53,7 @@ class McpServerSpec(BaseModel):
         default_factory=dict,
         description='USD per call by tool name or fnmatch pattern ("*"), charged to the caller\'s budgets.',
     )
+    guardrails: ToolGuardrails | None = Field(None, description="Guardrails on arguments and results.")
 
     @field_validator("tool_costs")
     @classmethod
@@ -66,6 +79,17 @@ class McpServerSpec(BaseModel):
         return self
 
 
+async def check_guardrail_refs(
+    tx: Change, guardrails: ToolGuardrails | None, workspace_id: str | None, where: str
+) -> None:
+    """Each name is a guardrail the server's owner may use, able to run at its stage (400 if not)."""
+    from lockgate.admin.guardrail_objects import check_refs  # admin code; imported only when writing
+
+    if guardrails is not None:
+        await check_refs(tx, guardrails.input, "input", workspace_id, f"{where}.input")
+        await check_refs(tx, guardrails.output, "output", workspace_id, f"{where}.output")
+
+
 def server_values(spec: McpServerSpec, encrypt: Any) -> dict[str, Any]:
     """Column values for a stored row; ``encrypt`` seals the secret."""
     return {
@@ -87,6 +111,9 @@ def server_values(spec: McpServerSpec, encrypt: Any) -> dict[str, Any]:
         "timeout_ms": spec.timeout_ms,
         "tags": spec.tags,
         "tool_costs": spec.tool_costs or None,
+        "guardrails": spec.guardrails.model_dump()
+        if spec.guardrails is not None and (spec.guardrails.input or spec.guardrails.output)
+        else None,
     }
 
 

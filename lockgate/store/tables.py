@@ -423,6 +423,8 @@ mcp_servers = Table(
     Column("tags", JSON, nullable=False),
     Column("tool_costs", JSON),  # {tool or fnmatch pattern: USD per call}, charged to budgets
     Column("retired", Boolean, nullable=False),
+    # {"input": [names], "output": [names]}: guardrails on tool arguments and results; null: none.
+    Column("guardrails", JSON),
     *_tracked(),
     UniqueConstraint("name", "server_version", name="uq_mcp_servers_name_version"),
 )
