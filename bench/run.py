@@ -35,7 +35,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--stand-in", action="store_true", help="measure the nginx proxy instead of Lockgate")
     p.add_argument(
-        "--scenarios", default="".join(s.key for s in SCENARIOS), help="subset, e.g. ab (default abcd)"
+        "--scenarios",
+        default="".join(s.key for s in SCENARIOS),
+        help="subset, e.g. ab or m (default: all, abcdm)",
     )
     p.add_argument("--gateway-core", type=int, default=0)
     p.add_argument("--load-core", type=int, default=1)
@@ -140,6 +142,8 @@ def run(
             file=sys.stderr,
         )
     up = upstream.start_upstreams(workdir, lcore, args.delay)
+    if any(s.ingress == "mcp" for s in scenarios):
+        upstream.start_mcp_mock(up, workdir, lcore, sys.executable)
     ctx = Context(workdir, up, gcore, args.delay, parse_env(args.env), split_args(args.lockgate_args))
     targets = [NginxProxy(ctx)] if args.stand_in else [Lockgate(ctx)]
     if args.reference and not args.stand_in:

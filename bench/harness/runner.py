@@ -104,14 +104,30 @@ class Runner:
         self.wrk(req, 32, self.plan.warmup_s, measured=False)
         self.progress.step(f"direct upstream: latency at c=1 ({self.plan.latency_s:g} s)")
         out["latency_c1"] = self.wrk(req, 1, self.plan.latency_s).as_dict()
-        for c in sorted({c for s in scenarios for c in s.throughput}):
+        for c in sorted({c for s in scenarios if s.ingress != "mcp" for c in s.throughput}):
             self.progress.step(f"direct upstream: throughput at c={c} ({self.plan.throughput_s:g} s)")
             out["throughput"][str(c)] = self.wrk(req, c, self.plan.throughput_s).as_dict()
         for s in scenarios:
+            if s.ingress == "mcp" and "mcp" not in out:
+                out["mcp"] = self._direct_mcp(s)
             if s.overload and "overload" not in out:
                 slow = build(self.direct.route(s, "chat"), s, "chat", auth=False)
                 self.progress.step(f"direct delayed upstream: c={s.overload} ({self.plan.overload_s:g} s)")
                 out["overload"] = _overload(self.wrk(slow, s.overload, self.plan.overload_s))
+        return out
+
+    def _direct_mcp(self, s: Scenario) -> dict:
+        """The mock MCP server by itself: the baseline of the MCP scenario (its own upstream)."""
+        req = build(self.direct.route(s, "mcp"), s, "mcp", auth=False)
+        _check_mcp(*system.http_request(req.host_port[1], "POST", req.path, req.body, req.headers))
+        out: dict = {"throughput": {}}
+        self.progress.step("direct MCP server: warm-up")
+        self.wrk(req, 16, self.plan.warmup_s, measured=False)
+        self.progress.step(f"direct MCP server: latency at c=1 ({self.plan.latency_s:g} s)")
+        out["latency_c1"] = self.wrk(req, 1, self.plan.latency_s).as_dict()
+        for c in s.throughput:
+            self.progress.step(f"direct MCP server: throughput at c={c} ({self.plan.throughput_s:g} s)")
+            out["throughput"][str(c)] = self.wrk(req, c, self.plan.throughput_s).as_dict()
         return out
 
     # --- one target, one scenario ------------------------------------------------------------------------
@@ -157,7 +173,7 @@ class Runner:
         return result
 
     def _measure_running(self, target: Target, s: Scenario, proc: system.Proc, label: str) -> dict:
-        kind = "messages" if s.ingress == "anthropic" else "chat"
+        kind = s.kind
         req = build(target.route(s, kind), s, kind)
         pid = proc.pid
         time.sleep(0.5)
@@ -166,7 +182,12 @@ class Runner:
             req.host_port[1], "POST", req.path, req.body, req.headers, 30
         )
         self.completed += 1
-        (_check_messages if kind == "messages" and target.translates else _check_chat)(status, headers, body)
+        if kind == "mcp":
+            _check_mcp(status, headers, body)
+        else:
+            (_check_messages if kind == "messages" and target.translates else _check_chat)(
+                status, headers, body
+            )
         out: dict = {"status": "ok", "rss_detail_idle_mb": system.rss_detail(pid), "throughput": {}}
         peaks = []
         self.progress.step(f"{label}: warm-up")
@@ -247,6 +268,12 @@ def _check_chat(status: int, headers: dict[str, str], body: bytes) -> None:
     data = json.loads(body)
     if not data.get("choices") or "usage" not in data:
         raise RuntimeError(f"preflight chat completion: unexpected body {body[:300]!r}")
+
+
+def _check_mcp(status: int, headers: dict[str, str], body: bytes) -> None:
+    # A JSON body or one SSE event: either way the JSON-RPC result is in it, and no error.
+    if status != 200 or b'"result"' not in body or b'"isError":true' in body:
+        raise RuntimeError(f"preflight MCP tools/call: HTTP {status}: {body[:300]!r}")
 
 
 def _check_messages(status: int, headers: dict[str, str], body: bytes) -> None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 MASTER_KEY = "sk-lockgate-bench-master-key"  # LiteLLM wants master keys to start with "sk-"
 UPSTREAM_API_KEY = "bench-key"
+MCP_UPSTREAM_TOKEN = "bench-mcp-upstream-token"  # the mock MCP server wants it; Lockgate injects it
+MCP_SERVER = "orders"  # the mock MCP server's name in Lockgate: /mcp/orders
 PROMPT = [{"role": "user", "content": "Say hello in one short sentence."}]
 
 
@@ -52,7 +54,9 @@ BARE = Pipeline(env={"LOCKGATE_DEMO": "1"})
 class Scenario:
     key: str
     title: str
-    ingress: str = "openai"  # "openai": POST /v1/chat/completions; "anthropic": POST /v1/messages
+    # "openai": POST /v1/chat/completions; "anthropic": POST /v1/messages; "mcp": a 2026-07-28 stateless
+    # tools/call POST to the mock MCP server (direct) or /mcp/orders (through the gateway).
+    ingress: str = "openai"
     pipeline: bool = False
     slow_upstream: bool = False  # the 1 s delayed upstream instead of the zero-delay one
     latency_c1: bool = True
@@ -63,6 +67,11 @@ class Scenario:
     @property
     def setup(self) -> Pipeline:
         return PIPELINE if self.pipeline else BARE
+
+    @property
+    def kind(self) -> str:
+        """The request kind the latency and throughput runs send (see ``build``)."""
+        return {"anthropic": "messages", "mcp": "mcp"}.get(self.ingress, "chat")
 
 
 SCENARIOS = [
@@ -77,7 +86,27 @@ SCENARIOS = [
         throughput=(),
         overload=1000,
     ),
+    # The mock MCP server is an SDK server on the load core: it bounds calls/s; the gateway's own CPU per
+    # call (and the calls per core-second that makes) is what this scenario is for. Records are on.
+    Scenario(
+        "m", "MCP tools/call pass-through (key auth, records)", ingress="mcp", pipeline=True, throughput=(16,)
+    ),
 ]
+
+
+MCP_CALL = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "tools/call",
+    "params": {
+        "name": "lookup_order",
+        "arguments": {"order_id": "A-1001"},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+        },
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -107,9 +136,18 @@ class Route:
 
 
 def build(route: Route, scenario: Scenario, kind: str, auth: bool = True) -> Request:
-    """kind: "chat" (non-stream), "stream" (OpenAI SSE with include_usage) or "messages" (Anthropic)."""
+    """kind: "chat" (non-stream), "stream" (OpenAI SSE with include_usage), "messages" (Anthropic) or
+    "mcp" (tools/call)."""
     headers = {"Content-Type": "application/json"}
-    if kind == "messages":
+    if kind == "mcp":
+        body = MCP_CALL
+        headers |= {
+            "Accept": "application/json, text/event-stream",
+            "Mcp-Protocol-Version": "2026-07-28",
+            "Mcp-Method": "tools/call",
+            "Mcp-Name": "lookup_order",
+        }
+    elif kind == "messages":
         body = {"model": route.model, "max_tokens": 64, "messages": PROMPT}
         headers["anthropic-version"] = "2023-06-01"
     else:

@@ -20,11 +20,20 @@ from pathlib import Path
 import yaml
 
 from . import system, upstream
-from .scenarios import MASTER_KEY, UPSTREAM_API_KEY, Route, Scenario, deep_merge
+from .scenarios import (
+    MASTER_KEY,
+    MCP_SERVER,
+    MCP_UPSTREAM_TOKEN,
+    UPSTREAM_API_KEY,
+    Route,
+    Scenario,
+    deep_merge,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 UPSTREAM_MODEL_NAME = "gpt-4o-mini"
 REQUEST_LOG_TABLE = "request_logs"  # lockgate/store/tables.py; counted to show logging was on
+TOOL_CALL_TABLE = "tool_calls"  # ... and for MCP scenarios, the tool-call records
 
 
 @dataclass
@@ -52,7 +61,7 @@ class Target:
         return None
 
     def unsupported(self, scenario: Scenario) -> str | None:
-        return None
+        return "no MCP gateway" if scenario.ingress == "mcp" else None
 
     def command(self, scenario: Scenario) -> tuple[list[str], dict[str, str]]:
         raise NotImplementedError
@@ -114,6 +123,8 @@ class Direct(Target):
 
     def route(self, scenario: Scenario, kind: str) -> Route:
         up = self.ctx.up
+        if kind == "mcp":
+            return Route(up.mcp_url, "", {"Authorization": f"Bearer {MCP_UPSTREAM_TOKEN}"})
         headers = {"Authorization": f"Bearer {UPSTREAM_API_KEY}"}
         if scenario.slow_upstream:
             return Route(f"{up.slow_base}/v1/chat/completions", UPSTREAM_MODEL_NAME, headers)
@@ -152,7 +163,19 @@ class Lockgate(Target):
                 for name, alias, _ in integrations
             ],
         }
+        if scenario.ingress == "mcp":
+            cfg["mcp_servers"] = [
+                {"name": MCP_SERVER, "url": self.ctx.up.mcp_url, "secret": MCP_UPSTREAM_TOKEN}
+            ]
         return deep_merge(cfg, scenario.setup.config)
+
+    def unsupported(self, scenario: Scenario) -> str | None:
+        return None
+
+    def route(self, scenario: Scenario, kind: str) -> Route:
+        if kind == "mcp":
+            return Route(f"{self.base}/mcp/{MCP_SERVER}", "")
+        return super().route(scenario, kind)
 
     def command(self, scenario: Scenario) -> tuple[list[str], dict[str, str]]:
         cfg_file = self.ctx.workdir / f"lockgate-{scenario.key}.yaml"
@@ -169,8 +192,9 @@ class Lockgate(Target):
         if not db.exists():
             return None
         try:
+            table = TOOL_CALL_TABLE if scenario.ingress == "mcp" else REQUEST_LOG_TABLE
             with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-                return conn.execute(f"SELECT count(*) FROM {REQUEST_LOG_TABLE}").fetchone()[0]
+                return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         except sqlite3.Error:
             return None
 
@@ -303,6 +327,8 @@ class Portkey(Target):
         )
 
     def unsupported(self, scenario: Scenario) -> str | None:
+        if scenario.ingress == "mcp":
+            return super().unsupported(scenario)
         if scenario.pipeline:
             return "the open-source Portkey gateway has no key auth"
         if scenario.ingress == "anthropic":

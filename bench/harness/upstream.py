@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import system
+from .scenarios import MCP_UPSTREAM_TOKEN
 
 ECHO_MODULE = Path("/usr/lib/nginx/modules/ngx_http_echo_module.so")
 UPSTREAM_MODEL = "gpt-4o-mini-2024-07-18"
@@ -141,6 +142,11 @@ class Upstream:
     slow_port: int
     slow_kind: str  # "nginx-echo" or "python-asyncio"
     procs: list[system.Proc]
+    mcp_port: int = 0  # the mock MCP server (lockgate mock-mcp), started for MCP scenarios only
+
+    @property
+    def mcp_url(self) -> str:
+        return f"http://127.0.0.1:{self.mcp_port}/mcp"
 
     @property
     def fast_base(self) -> str:
@@ -209,6 +215,16 @@ def start_upstreams(workdir: Path, core: int | None, delay_s: float) -> Upstream
         )
     system.wait_ready(procs[-1], slow, None, timeout=10)
     return Upstream(fast, slow, "nginx-echo" if echo else "python-asyncio", procs)
+
+
+def start_mcp_mock(up: Upstream, workdir: Path, core: int | None, python: str) -> None:
+    """The SDK mock MCP server on the load core, as the MCP scenario's upstream (token required)."""
+    port = system.free_port()
+    cmd = [python, "-m", "lockgate", "mock-mcp", "--port", str(port), "--token", MCP_UPSTREAM_TOKEN]
+    proc = system.start("upstream-mcp", cmd, core=core, logdir=workdir, cwd=workdir)
+    system.wait_ready(proc, port, None, timeout=30)
+    up.procs.append(proc)
+    up.mcp_port = port
 
 
 def start_nginx(name: str, prefix: Path, core: int | None, logdir: Path) -> system.Proc:
