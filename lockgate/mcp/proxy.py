@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import orjson
 
 from lockgate.admin.snapshot import Snapshot
@@ -497,10 +498,11 @@ class McpProxy:
             snapshot = self.snapshot()
             principal = await self._authenticate(scope, headers, snapshot)
             endpoint = self._endpoint(scope, snapshot, principal)
-            self._session(headers, principal, endpoint)
+            state = self._session(headers, principal, endpoint)
             rules = snapshot.mcp.rules_for(principal.workspace_id, principal.key_id)
             rules += snapshot.oauth.rules_for(principal)
-            ctx = methods.CallContext(principal, snapshot.mcp, endpoint, "legacy", rules=rules)
+            ctx = methods.CallContext(principal, snapshot.mcp, endpoint, "legacy", state, rules=rules)
+            ctx.session_id = headers["mcp-session-id"]
         except McpError as exc:
             await _send(
                 send, exc.http_status if exc.http_status != 200 else 400, error_body(None, exc), _JSON
@@ -510,7 +512,14 @@ class McpProxy:
             await _refuse(send, None, exc)
             return
         box = self.notices.box(headers["mcp-session-id"])
-        box.addresses.update(s.address for s in ctx.servers())
+        servers = ctx.servers()
+        box.addresses.update(s.address for s in servers)
+        # The upstreams' own GET streams of the caller's upstream sessions, while this one is open.
+        listening = [
+            asyncio.ensure_future(self._listen(ctx, server, state.upstream[server.address]))
+            for server in servers
+            if server.address in state.upstream
+        ]
         sse = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
         await send({"type": "http.response.start", "status": 200, "headers": sse})
         await send({"type": "http.response.body", "body": b": lockgate\n\n", "more_body": True})
@@ -537,6 +546,16 @@ class McpProxy:
         finally:
             disconnect.cancel()
             closing.cancel()
+            for task in listening:
+                task.cancel()
+
+    async def _listen(self, ctx: methods.CallContext, server: McpServer, session: str) -> None:
+        relay = self._relay(ctx, server)
+        assert relay is not None  # ctx has the caller's session id
+        try:
+            await self.pool.get(server).listen(session, relay)
+        except (McpError, aiohttp.ClientError, ValueError) as exc:  # nothing to hear: the stream is all
+            log.info("no server-side stream from %s for a session: %s", server.address, exc)
 
     async def _delete(self, scope: Scope, headers: dict[str, str], send: Send) -> None:
         try:

@@ -5,7 +5,8 @@ Tools: ``lookup_order``, ``issue_refund(order_id, amount)``, ``send_email``,
 what it was given, so a gateway's rewrites of arguments can be seen), ``switch_description``
 (changes ``lookup_order``'s description, so a gateway that pins tool definitions can be
 shown the change) and ``emit_notifications`` (progress, ``tools/list_changed`` and
-``resources/updated`` on the call's own stream, for a gateway that relays notifications).
+``resources/updated`` on the call's own stream, or with ``outside`` a ``resources/updated``
+on the session's GET stream, for a gateway that relays notifications).
 
 Prompts: ``summarize_order(order_id)`` and ``greeting``. Resources: ``orders://catalog``
 (every order id) and the template ``orders://order/{order_id}``.
@@ -96,7 +97,12 @@ def build_server(name: str = "mock-mcp") -> MCPServer:
         return DESCRIPTIONS[state["variant"]]
 
     @server.tool(description="Send notifications on this call's stream: progress, list_changed, updated.")
-    async def emit_notifications(ctx: Context, steps: int = 2, uri: str = "orders://catalog") -> str:
+    async def emit_notifications(
+        ctx: Context, steps: int = 2, uri: str = "orders://catalog", outside: bool = False
+    ) -> str:
+        if outside:  # resources/updated on the session's own GET stream, outside this call
+            await ctx.session.send_resource_updated(uri)
+            return f"updated {uri} outside the call"
         for step in range(1, steps + 1):
             await ctx.report_progress(step, steps, f"step {step}")
         await ctx.session.send_notification(ToolListChangedNotification(), ctx.request_id)

@@ -5,6 +5,7 @@ upstream transport; a server the caller may not use contributes nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -145,8 +146,9 @@ class Heard:
         return [n.method for n in self.notices]
 
     async def wait_for(self, method: str) -> Any:
+        """The first ``method`` notification; callers bound the wait with ``asyncio.timeout``."""
         async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(lambda: method in self.methods()), 10)
+            await self._changed.wait_for(lambda: method in self.methods())
         return next(n for n in self.notices if n.method == method)
 
 
@@ -184,7 +186,8 @@ async def test_get_stream_relays_what_the_upstream_says_during_a_call(
     async with heard_client(gw, path, heard) as mcp:
         result = await mcp.call_tool(f"{prefix}emit_notifications", {"uri": "orders://order/A-1001"})
         assert not result.is_error
-        updated = await heard.wait_for("notifications/resources/updated")
+        async with asyncio.timeout(10):
+            updated = await heard.wait_for("notifications/resources/updated")
         assert updated.params.uri == f"{prefix}orders://order/A-1001"  # a URI the client can read here
         assert "notifications/tools/list_changed" in heard.methods()
 
@@ -203,8 +206,31 @@ async def test_list_changed_reaches_the_client_and_refreshes_the_gateways_tool_l
         before = await lookup_description()
         switched = await mcp.call_tool(f"{prefix}switch_description", {})
         try:
-            await heard.wait_for("notifications/tools/list_changed")
+            async with asyncio.timeout(10):
+                await heard.wait_for("notifications/tools/list_changed")
             # The gateway's cached list was dropped when the server said so: the new one is served.
             assert await lookup_description() == switched.content[0].text != before
         finally:
             await mcp.call_tool(f"{prefix}switch_description", {})  # the mock as it was
+
+
+@pytest.mark.parametrize(("path", "prefix"), [("/mcp/old", ""), ("/mcp", "old__")])
+async def test_get_stream_relays_what_the_upstream_says_outside_any_call(
+    gw: GatewayThread, path: str, prefix: str
+) -> None:
+    """A handshake-era upstream's own GET stream of the caller's upstream session is relayed too."""
+    heard = Heard()
+    async with heard_client(gw, path, heard) as mcp:
+        # The server drops what it says before the gateway has attached to its GET stream (which it
+        # does when the client's GET stream arrives), so ask until one is heard.
+        for attempt in range(50):
+            uri = f"orders://order/{attempt}"
+            said = await mcp.call_tool(f"{prefix}emit_notifications", {"uri": uri, "outside": True})
+            assert said.content[0].text == f"updated {uri} outside the call"
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    updated = await heard.wait_for("notifications/resources/updated")
+                break
+        else:
+            pytest.fail("no resources/updated from outside a call reached the client")
+    assert updated.params.uri.startswith(f"{prefix}orders://order/")

@@ -44,6 +44,11 @@ class Upstream(Protocol):
 
     async def close_session(self, session: str, *, timeout_s: float) -> None: ...
 
+    async def listen(self, session: str, notify: Notify) -> None:
+        """Relay what the server says outside requests on the caller's own ``session``; returns when
+        there is no such stream, or it ends."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -71,6 +71,9 @@ class SseUpstream:
     async def open_session(self, *, timeout_s: float) -> str | None:
         return None
 
+    async def listen(self, session: str, notify: Notify) -> None:
+        return None  # no sessions of callers' own here (see ``request`` on notifications)
+
     async def close_session(self, session: str, *, timeout_s: float) -> None:
         return None
 

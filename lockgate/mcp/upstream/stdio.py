@@ -65,6 +65,9 @@ class StdioUpstream:
     async def open_session(self, *, timeout_s: float) -> str | None:
         return None  # the process is the session
 
+    async def listen(self, session: str, notify: Notify) -> None:
+        return None  # no sessions of callers' own here (see ``request`` on notifications)
+
     async def close_session(self, session: str, *, timeout_s: float) -> None:
         return None
 

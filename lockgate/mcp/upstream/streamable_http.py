@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -106,6 +106,28 @@ class StreamableHttpUpstream:
                 }
                 async with self._http().delete(self.url, headers=headers) as response:
                     await response.read()
+
+    async def listen(self, session: str, notify: Notify) -> None:
+        """The server's own GET stream for a caller's ``session`` (handshake era): what the server says
+        outside any request, until the stream ends or the caller's GET stream goes (cancelled)."""
+        await self._ensure_era()
+        if self.modern:
+            return  # 2026-07-28 servers speak outside requests only through subscriptions/listen
+        headers = {
+            **self._headers,
+            "accept": "text/event-stream",
+            "mcp-session-id": session,
+            "mcp-protocol-version": HANDSHAKE_VERSION,
+        }
+        forever = aiohttp.ClientTimeout(total=None, sock_read=None)
+        async with self._http().get(self.url, headers=headers, timeout=forever) as response:
+            if response.status != 200 or "text/event-stream" not in response.headers.get("content-type", ""):
+                await response.read()
+                return  # a server without a GET stream (405) has nothing to say outside requests
+            told = self._notifier(notify)
+            async for message in _events(response):
+                if "method" in message and "id" not in message:
+                    told(message)
 
     async def close(self) -> None:
         if self._pooled is not None:
@@ -238,17 +260,26 @@ async def _read_answer(
         if not isinstance(message, dict):
             raise McpError(UPSTREAM_ERROR, "The upstream answer is not a JSON-RPC object.")
         return message
+    async for message in _events(response):
+        if message.get("id") == request_id and ("result" in message or "error" in message):
+            return message
+        if "method" in message and "id" not in message:
+            notified(message)
+    raise McpError(UPSTREAM_ERROR, "The upstream closed its event stream before answering.")
+
+
+async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
+    """The JSON-RPC objects of an SSE stream, one per event (events that are not JSON are skipped)."""
     data: list[bytes] = []
     async for raw in response.content:
         line = raw.rstrip(b"\r\n")
         if line.startswith(b"data:"):
             data.append(line[5:].lstrip())
         elif not line and data:
-            message = orjson.loads(b"\n".join(data))
+            try:
+                message = orjson.loads(b"\n".join(data))
+            except orjson.JSONDecodeError:
+                message = None
             data.clear()
             if isinstance(message, dict):
-                if message.get("id") == request_id and ("result" in message or "error" in message):
-                    return message
-                if "method" in message and "id" not in message:
-                    notified(message)
-    raise McpError(UPSTREAM_ERROR, "The upstream closed its event stream before answering.")
+                yield message
