@@ -27,7 +27,7 @@ from lockgate.admin.snapshot import Snapshot
 from lockgate.errors import AuthenticationFailed, BodyTooLarge, BudgetExceeded, LimitsUnavailable
 from lockgate.governance.admission import Pass
 from lockgate.governance.auth import Authenticator, Principal
-from lockgate.mcp import methods, tool_guard
+from lockgate.mcp import methods, streams, tool_guard
 from lockgate.mcp.action_policy import WINDOWS, ToolPolicy, decide
 from lockgate.mcp.approvals import ApprovalQueue
 from lockgate.mcp.calls import InFlight, redact
@@ -242,38 +242,13 @@ class McpProxy:
         return _modern_result(message.method, result) if ctx.era == "modern" else result
 
     async def _with_progress(self, ctx: methods.CallContext, message: Message, send: Send) -> None:
-        """A request that asked for progress: answered as JSON when the answer comes first, else as
-        an event stream that carries each progress notification as it comes, then the answer (the
-        spec's place for notifications about a request, in both eras)."""
+        """A request that asked for progress: its progress notifications stream before the answer
+        (the spec's place for notifications about a request, in both eras); JSON when none came."""
         notes: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         ctx.progress = notes.put_nowait
-        answer = asyncio.ensure_future(self._answer(ctx, message))
-        started = False
-        try:
-            while not answer.done():
-                note = asyncio.ensure_future(notes.get())
-                await asyncio.wait({answer, note}, return_when=asyncio.FIRST_COMPLETED)
-                if not note.done():
-                    note.cancel()
-                    break
-                if not started:
-                    sse = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-                    await send({"type": "http.response.start", "status": 200, "headers": sse})
-                    started = True
-                await _event(send, orjson.dumps(note.result()))
-            if not started:  # no progress came: the plain answer (an error goes to _post's handlers)
-                await _send(send, 200, result_body(message.id, answer.result()), _JSON)
-                return
-            while not notes.empty():
-                await _event(send, orjson.dumps(notes.get_nowait()))
-            try:
-                body = result_body(message.id, answer.result())
-            except McpError as exc:
-                body = error_body(message.id, exc)
-            await _event(send, body)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            answer.cancel()  # the client went away mid-stream: the call goes too
+        result = await streams.progress_then_answer(send, message.id, self._answer(ctx, message), notes)
+        if result is not None:
+            await _send(send, 200, result_body(message.id, result), _JSON)
 
     async def _dispatch(self, ctx: methods.CallContext, message: Message) -> dict[str, Any]:
         method, params = message.method, message.params
@@ -520,32 +495,9 @@ class McpProxy:
             for server in servers
             if server.address in state.upstream
         ]
-        sse = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-        await send({"type": "http.response.start", "status": 200, "headers": sse})
-        await send({"type": "http.response.body", "body": b": lockgate\n\n", "more_body": True})
-        disconnect = asyncio.ensure_future(_until_disconnect(receive))
-        closing = asyncio.ensure_future(self.closing.wait())
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + _GET_STREAM_S
         try:
-            while True:
-                for message in box.take():
-                    await _event(send, orjson.dumps(message))
-                ready = asyncio.ensure_future(box.ready.wait())
-                left = deadline - loop.time()
-                await asyncio.wait(
-                    {disconnect, closing, ready}, timeout=max(left, 0), return_when=asyncio.FIRST_COMPLETED
-                )
-                woke = ready.done()
-                ready.cancel()
-                if disconnect.done():
-                    return
-                if closing.done() or not woke:
-                    break  # stopping, or long enough: end the stream; the client reconnects
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await streams.notices(send, receive, box, self.closing, _GET_STREAM_S)
         finally:
-            disconnect.cancel()
-            closing.cancel()
             for task in listening:
                 task.cancel()
 
@@ -684,11 +636,6 @@ def _size(result: dict[str, Any]) -> int:
     return len(orjson.dumps(result))
 
 
-async def _until_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
 async def _refuse(send: Send, message_id: Any, exc: AuthenticationFailed) -> None:
     """401 (or an OAuth 403/503) with the challenge that tells the client how to authenticate."""
     if isinstance(exc, OAuthRefused):
@@ -697,12 +644,6 @@ async def _refuse(send: Send, message_id: Any, exc: AuthenticationFailed) -> Non
         status, code, www = 401, INVALID_REQUEST, 'Bearer realm="lockgate"'
     headers = [(b"www-authenticate", www.encode("latin-1"))] if www else []
     await _send(send, status, error_body(message_id, McpError(code, exc.message)), _JSON + headers)
-
-
-async def _event(send: Send, data: bytes) -> None:
-    await send(
-        {"type": "http.response.body", "body": b"event: message\ndata: " + data + b"\n\n", "more_body": True}
-    )
 
 
 async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
