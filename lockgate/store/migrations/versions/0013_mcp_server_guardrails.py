@@ -1,7 +1,7 @@
 """Guardrails on MCP servers: ``{"input": [...], "output": [...]}`` run on tool arguments and results.
 
-Revision ID: 0012_mcp_server_guardrails
-Revises: 0011_mcp_tool_costs
+Revision ID: 0013_mcp_server_guardrails
+Revises: 0012_mcp_oauth
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_mcp_server_guardrails"
-down_revision = "0011_mcp_tool_costs"
+revision = "0013_mcp_server_guardrails"
+down_revision = "0012_mcp_oauth"
 branch_labels = None
 depends_on = None
 
